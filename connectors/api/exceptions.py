@@ -1,0 +1,94 @@
+"""Every error the API returns, mapped to HTTP in one place.
+
+Body: {"success": false, "error": {"code": ..., "message": ...}} (the Express API's envelope).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from connectors.errors import CacheUnavailable, DomainError
+
+logger = logging.getLogger("connectors.api")
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.ParseError: "invalid_json",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ValidationError: "invalid_request",
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"success": False, "error": {"code": code, "message": message, **extra}}
+
+
+def _validation_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        parts = [f"{field}: {_validation_message(value)}" for field, value in detail.items()]
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        return " ".join(_validation_message(item) for item in detail)
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message), status=exc.status_code)
+    if isinstance(exc, Http404):
+        return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, CacheUnavailable):
+        return Response(error_body("cache_unavailable", str(exc)), status=503,
+                        headers={"Retry-After": "5"})
+    if isinstance(exc, DatabaseError):
+        logger.error("Database error: %s", exc.__class__.__name__)
+        return Response(
+            error_body("database_unavailable", "The database is unavailable; try again shortly."),
+            status=503, headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, exceptions.APIException):
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        if isinstance(exc, exceptions.ValidationError):
+            body = error_body(code, _validation_message(exc.detail), fields=exc.detail)
+        else:
+            body = error_body(code, str(exc.detail))
+        headers: dict[str, str] = {}
+        auth_header = getattr(exc, "auth_header", None)  # set by APIView.handle_exception
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        if getattr(exc, "wait", None) is not None:
+            headers["Retry-After"] = str(int(exc.wait or 1))
+        return Response(body, status=exc.status_code, headers=headers)
+    return None
+
+
+# Django-level handlers (URLs no view matched, oversized bodies, crashes): JSON too.
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("bad_request", "The request could not be read."), status=400)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("forbidden", "Forbidden."), status=403)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(error_body("server_error", "Internal server error."), status=500)

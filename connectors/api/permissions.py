@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from connectors import cache
+from connectors.auth import SupabasePrincipal
+
+
+def acting_user_id(request: Request, user_id: object) -> str:
+    """The validated user id the caller may act on, or 400 / 403.
+
+    Users act only on themselves; the service role on anyone. The 403 is the same whether or not
+    the other user exists, so it reveals nothing.
+    """
+    uid = cache.normalize_user_id(user_id)
+    principal = request.user
+    if isinstance(principal, SupabasePrincipal) and (
+        principal.is_service_role or principal.user_id == uid
+    ):
+        return uid
+    raise exceptions.PermissionDenied("You may only act on your own connections.")
+
+
+def requester_user_id(request: Request, body_user_id: object | None) -> str:
+    """For endpoints without a user in the URL: the token's user, or the body's for the
+    service role."""
+    principal = request.user
+    if isinstance(principal, SupabasePrincipal) and principal.is_service_role:
+        if body_user_id is None:
+            raise exceptions.ValidationError({"user_id": ["Required with a service-role token."]})
+        return cache.normalize_user_id(str(body_user_id))
+    assert isinstance(principal, SupabasePrincipal) and principal.user_id
+    if body_user_id is not None:
+        return acting_user_id(request, str(body_user_id))
+    return principal.user_id
+
+
+class IsServiceRoleOrStaff(BasePermission):
+    message = "Needs a service-role token or a staff session."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if isinstance(user, SupabasePrincipal):
+            return user.is_service_role
+        return bool(user and getattr(user, "is_staff", False) and user.is_active)

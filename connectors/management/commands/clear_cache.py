@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from connectors import cache
+from connectors.errors import CacheUnavailable, InvalidUserId
+
+
+def clear(user_ids: list[str] | None) -> int:
+    if user_ids:
+        return sum(cache.clear_user(u) for u in user_ids)
+    return cache.clear_all()
+
+
+class Command(BaseCommand):
+    help = "Delete this deployment's cache keys (by prefix; never FLUSHDB or FLUSHALL)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--user", action="append", dest="users", metavar="UUID",
+                            help="Only this user's keys (repeatable).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not cache.enabled():
+            raise CommandError("Caching is off (no REDIS_URL): there is nothing to clear.")
+        started = time.perf_counter()
+        try:
+            user_ids = [cache.normalize_user_id(u) for u in options["users"] or []]
+            deleted = clear(user_ids or None)
+        except (InvalidUserId, CacheUnavailable) as e:
+            raise CommandError(str(e)) from e
+        scope = f"{len(user_ids):,} user(s)" if user_ids else \
+            f"prefix {cache.settings.CACHE_KEY_PREFIX!r}"
+        self.stdout.write(self.style.SUCCESS(
+            f"Done! Deleted {deleted:,} keys for {scope} in {time.perf_counter() - started:.2f} s."
+        ))

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import models, transaction
+
+from connectors.crypto import EncryptedTextField
+from connectors.providers import PROVIDER_CHOICES
+
+
+class SyncStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class ConnectionStatus(models.TextChoices):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    EXPIRED = "expired"
+    ERROR = "error"
+
+
+class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
+    """Bulk writes send no post_save, so these overrides invalidate the users they touch.
+
+    `QuerySet.delete()` needs nothing: it sends post_delete per row while receivers exist.
+    """
+
+    def for_user(self, user_id: uuid.UUID | str) -> PlatformConnectionQuerySet:
+        return self.filter(user_id=user_id)
+
+    def active(self) -> PlatformConnectionQuerySet:
+        return self.filter(is_active=True)
+
+    def update(self, **kwargs: Any) -> int:
+        from connectors import cache
+
+        with transaction.atomic(using=self.db):
+            # Lock the rows first so the set of users cannot change between this read and
+            # the UPDATE below.
+            user_ids = set(self.select_for_update().values_list("user_id", flat=True))
+            if "user_id" in kwargs:
+                user_ids.add(kwargs["user_id"])
+            count = super().update(**kwargs)
+            for user_id in user_ids:
+                cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+        return count
+
+    def bulk_create(self, objs: Iterable[PlatformConnection], *args: Any,
+                    **kwargs: Any) -> list[PlatformConnection]:
+        from connectors import cache
+
+        with transaction.atomic(using=self.db):
+            created = super().bulk_create(objs, *args, **kwargs)
+            for user_id in {obj.user_id for obj in created}:
+                cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+        return created
+
+    def bulk_update(self, objs: Iterable[PlatformConnection], fields: Sequence[str],
+                    *args: Any, **kwargs: Any) -> int:
+        from connectors import cache
+
+        objs = list(objs)
+        with transaction.atomic(using=self.db):
+            count = super().bulk_update(objs, fields, *args, **kwargs)
+            for user_id in {obj.user_id for obj in objs}:
+                cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+        return count
+
+
+class PlatformConnection(models.Model):
+    # PUBLIC_FIELDS is everything the status endpoint may show; the token columns are not in it
+    # and are never selected on the read path.
+    PUBLIC_FIELDS = (
+        "provider", "is_active", "status", "scopes", "connected_at", "token_expires_at",
+        "last_sync_at", "last_sync_status", "version",
+    )
+
+    user_id = models.UUIDField(db_index=True, help_text="The Supabase Auth user (auth.users.id).")
+    provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)
+    is_active = models.BooleanField(default=True)
+    status = models.CharField(
+        max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.CONNECTED
+    )
+    scopes = models.JSONField(default=list, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    access_token = EncryptedTextField(null=True, blank=True, editable=False)
+    refresh_token = EncryptedTextField(null=True, blank=True, editable=False)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_status = models.CharField(
+        max_length=16, choices=SyncStatus.choices, default=SyncStatus.PENDING
+    )
+    last_sync_error = models.TextField(blank=True, default="")
+    # Assigned by a database trigger on every INSERT and UPDATE, whoever writes (ORM save,
+    # QuerySet.update, raw SQL, another service): a monotonic per-row version that the ETag and
+    # the consistency checker rely on. Django never sets it.
+    version = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PlatformConnectionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "provider"], name="uniq_connection_per_user")
+        ]
+        indexes = [models.Index(fields=["updated_at"], name="connection_updated_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} for {self.user_id}"

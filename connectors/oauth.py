@@ -1,0 +1,190 @@
+"""The OAuth 2.0 authorization-code flow against the registry's providers.
+
+`state` is signed with the project's secret, names the user and the provider, and expires after
+ten minutes, so a callback cannot be replayed for another user or platform. PKCE (RFC 7636, S256)
+is used where the provider supports it; its verifier is derived from the state's nonce with an
+HMAC, so nothing has to be stored between the two legs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.utils import timezone
+
+from connectors.errors import (
+    InvalidOAuthState,
+    OAuthExchangeFailed,
+    ProviderNotConfigured,
+    ProviderUnavailable,
+)
+from connectors.providers import Provider
+
+STATE_SALT = "connectors.oauth.state"
+STATE_MAX_AGE_SECONDS = 600
+_MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+    scopes: list[str]
+
+    def __repr__(self) -> str:  # never let a token reach a log line or a traceback
+        return f"TokenSet(expires_at={self.expires_at!r}, scopes={self.scopes!r})"
+
+
+def state_issue(*, user_id: str, provider: Provider) -> str:
+    return signing.dumps({"u": user_id, "p": provider.name, "n": secrets.token_urlsafe(16)},
+                         salt=STATE_SALT)
+
+
+def state_verify(*, state: str, user_id: str, provider: Provider) -> str:
+    """Check the state and return its nonce."""
+    try:
+        payload = signing.loads(state, salt=STATE_SALT, max_age=STATE_MAX_AGE_SECONDS)
+    except signing.SignatureExpired as e:
+        raise InvalidOAuthState("The OAuth state has expired; start the connection again.") from e
+    except signing.BadSignature as e:
+        raise InvalidOAuthState("The OAuth state is not valid.") from e
+    if not isinstance(payload, dict) or payload.get("u") != user_id or \
+            payload.get("p") != provider.name:
+        raise InvalidOAuthState("The OAuth state was issued for another user or provider.")
+    return str(payload["n"])
+
+
+def _pkce_verifier(nonce: str) -> str:
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"pkce:{nonce}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def _pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _require_client(provider: Provider) -> None:
+    if not provider.client_id:
+        raise ProviderNotConfigured(
+            f"{provider.display_name} is not configured on this server "
+            f"(set OAUTH_{provider.name.upper()}_CLIENT_ID and _CLIENT_SECRET)."
+        )
+
+
+def authorization_url(*, user_id: str, provider: Provider) -> tuple[str, str]:
+    """The provider's consent URL for this user, and the state it carries."""
+    _require_client(provider)
+    state = state_issue(user_id=user_id, provider=provider)
+    params = {
+        "response_type": "code",
+        "client_id": provider.client_id,
+        "redirect_uri": settings.OAUTH_REDIRECT_URI,
+        "scope": " ".join(provider.scopes),
+        "state": state,
+    }
+    if provider.supports_pkce:
+        nonce = signing.loads(state, salt=STATE_SALT)["n"]
+        params["code_challenge"] = _pkce_challenge(_pkce_verifier(nonce))
+        params["code_challenge_method"] = "S256"
+    return f"{provider.effective_authorize_url}?{urllib.parse.urlencode(params)}", state
+
+
+def exchange_code(*, provider: Provider, code: str, nonce: str) -> TokenSet:
+    """Trade an authorization code for tokens at the provider's token endpoint."""
+    _require_client(provider)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": settings.OAUTH_REDIRECT_URI,
+        "client_id": provider.client_id,
+    }
+    headers = {"Accept": "application/json",
+               "Content-Type": "application/x-www-form-urlencoded"}
+    if provider.supports_pkce:
+        form["code_verifier"] = _pkce_verifier(nonce)
+    if provider.token_auth == "basic":
+        basic = f"{provider.client_id}:{provider.client_secret}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
+    else:
+        form["client_secret"] = provider.client_secret
+    request = urllib.request.Request(  # noqa: S310 - URL comes from settings, http(s) only
+        provider.effective_token_url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.OAUTH_HTTP_TIMEOUT) as response:  # noqa: S310
+            body = response.read(_MAX_TOKEN_RESPONSE_BYTES)
+    except urllib.error.HTTPError as e:
+        _raise_for_provider_error(provider, e.code, e.read(_MAX_TOKEN_RESPONSE_BYTES))
+        raise AssertionError("unreachable") from e
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        raise ProviderUnavailable(
+            f"{provider.display_name} could not be reached; try again shortly."
+        ) from e
+    return _parse_token_response(provider, body)
+
+
+def _provider_error_code(body: bytes) -> str:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return "unknown_error"
+    # Only the short machine-readable code, never the provider's free text, reaches our error.
+    if isinstance(error, str) and error.replace("_", "").isalnum() and len(error) <= 64:
+        return error
+    return "unknown_error"
+
+
+def _raise_for_provider_error(provider: Provider, status: int, body: bytes) -> None:
+    if 400 <= status < 500:
+        raise OAuthExchangeFailed(
+            f"{provider.display_name} refused the authorization code "
+            f"({_provider_error_code(body)}); start the connection again."
+        )
+    raise ProviderUnavailable(f"{provider.display_name} answered HTTP {status}; try again shortly.")
+
+
+def _parse_token_response(provider: Provider, body: bytes) -> TokenSet:
+    try:
+        payload: Any = json.loads(body)
+    except ValueError as e:
+        raise ProviderUnavailable(f"{provider.display_name} sent an unreadable token response.") from e
+    if not isinstance(payload, dict):
+        raise ProviderUnavailable(f"{provider.display_name} sent an unreadable token response.")
+    if "error" in payload:  # GitHub reports a bad code with HTTP 200
+        raise OAuthExchangeFailed(
+            f"{provider.display_name} refused the authorization code "
+            f"({_provider_error_code(body)}); start the connection again."
+        )
+    access_token = payload.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise ProviderUnavailable(f"{provider.display_name} sent no access token.")
+    refresh_token = payload.get("refresh_token")
+    expires_in = payload.get("expires_in")
+    expires_at = None
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+        expires_at = timezone.now() + timedelta(seconds=float(expires_in))
+    scope = payload.get("scope")
+    scopes = scope.replace(",", " ").split() if isinstance(scope, str) else list(provider.scopes)
+    return TokenSet(
+        access_token=access_token,
+        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        expires_at=expires_at,
+        scopes=scopes,
+    )

@@ -1,0 +1,53 @@
+"""Reads. The status read goes through connectors/cache.py; nothing here knows a cache key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from connectors import cache
+from connectors.models import PlatformConnection
+from connectors.providers import PROVIDERS
+
+
+def _iso(value: datetime | None) -> str | None:
+    # The same form DRF and the Express API give: UTC with a trailing Z.
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def platform_status_from_db(*, user_id: str) -> dict[str, Any]:
+    """The status document for one user, straight from the database."""
+    platforms: dict[str, dict[str, Any]] = {
+        name: {
+            "connected": False,
+            "status": "not_connected",
+            "connected_at": None,
+            "last_sync_at": None,
+            "last_sync_status": None,
+            "version": 0,
+        }
+        for name in PROVIDERS
+    }
+    # .values() of public columns only: the encrypted token columns are never read here.
+    rows = PlatformConnection.objects.for_user(user_id).values(*PlatformConnection.PUBLIC_FIELDS)
+    for row in rows:
+        if row["provider"] not in platforms:
+            continue  # a provider removed from the registry
+        platforms[row["provider"]] = {
+            "connected": bool(row["is_active"] and row["status"] == "connected"),
+            "status": row["status"] if row["is_active"] else "disconnected",
+            "connected_at": _iso(row["connected_at"]),
+            "last_sync_at": _iso(row["last_sync_at"]),
+            "last_sync_status": row["last_sync_status"],
+            "version": row["version"],
+        }
+    return {"user_id": user_id, "platforms": platforms}
+
+
+def platform_status_for_user(*, user_id: object) -> cache.CachedRead:
+    uid = cache.normalize_user_id(user_id)
+    return cache.read_platform_status(uid, lambda: platform_status_from_db(user_id=uid))
+
+
+def connection_get_active(*, user_id: str, provider: str) -> PlatformConnection | None:
+    return PlatformConnection.objects.for_user(user_id).active().filter(provider=provider).first()

@@ -1,0 +1,96 @@
+"""Writes. Each one leaves the user's cached status invalidated once its transaction commits."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from connectors import cache, oauth
+from connectors.errors import NotConnected
+from connectors.models import ConnectionStatus, PlatformConnection, SyncStatus
+from connectors.providers import get_provider
+
+
+def connection_create_from_oauth(
+    *, user_id: str, provider: str, code: str, state: str
+) -> PlatformConnection:
+    """Finish the OAuth flow: check the state, trade the code, store the tokens encrypted."""
+    uid = cache.normalize_user_id(user_id)
+    registered = get_provider(provider)
+    nonce = oauth.state_verify(state=state, user_id=uid, provider=registered)
+    # The provider call happens outside any transaction: no row lock is held while we wait on
+    # a remote server.
+    tokens = oauth.exchange_code(provider=registered, code=code, nonce=nonce)
+    with transaction.atomic():
+        connection, _ = PlatformConnection.objects.select_for_update().get_or_create(
+            user_id=uid, provider=registered.name
+        )
+        connection.is_active = True
+        connection.status = ConnectionStatus.CONNECTED
+        connection.connected_at = timezone.now()
+        connection.access_token = tokens.access_token
+        connection.refresh_token = tokens.refresh_token
+        connection.token_expires_at = tokens.expires_at
+        connection.scopes = tokens.scopes
+        connection.last_sync_error = ""
+        connection.save()  # post_save invalidates on commit
+    return connection
+
+
+def connection_disconnect(*, user_id: str, provider: str) -> PlatformConnection:
+    """Deactivate one connection and forget its tokens."""
+    uid = cache.normalize_user_id(user_id)
+    name = get_provider(provider).name
+    with transaction.atomic():
+        connection = (
+            PlatformConnection.objects.select_for_update()
+            .for_user(uid).active().filter(provider=name).first()
+        )
+        if connection is None:
+            raise NotConnected(f"{name} is not connected for this user.")
+        connection.is_active = False
+        connection.status = ConnectionStatus.DISCONNECTED
+        connection.access_token = None
+        connection.refresh_token = None
+        connection.token_expires_at = None
+        connection.save()  # post_save invalidates on commit
+    return connection
+
+
+def connections_reset(*, user_id: str) -> int:
+    """Deactivate all of a user's connections; returns how many were active."""
+    uid = cache.normalize_user_id(user_id)
+    with transaction.atomic():
+        count = PlatformConnection.objects.for_user(uid).active().update(
+            is_active=False,
+            status=ConnectionStatus.DISCONNECTED,
+            access_token=None,
+            refresh_token=None,
+            token_expires_at=None,
+            updated_at=timezone.now(),
+        )
+        # QuerySet.update() sends no signal: invalidate explicitly.
+        cache.invalidate_platform_status_on_commit(uid)
+    return count
+
+
+def connection_set_sync_status(
+    *, user_id: str, provider: str, sync_status: SyncStatus, error: str = ""
+) -> PlatformConnection | None:
+    """Record a sync's progress on the connection, through the model so post_save invalidates."""
+    uid = cache.normalize_user_id(user_id)
+    with transaction.atomic():
+        connection = (
+            PlatformConnection.objects.select_for_update()
+            .for_user(uid).filter(provider=provider).first()
+        )
+        if connection is None:
+            return None
+        connection.last_sync_status = sync_status
+        connection.last_sync_error = error[:2000]
+        if sync_status in (SyncStatus.SUCCESS, SyncStatus.FAILED):
+            connection.last_sync_at = timezone.now()
+        connection.save(update_fields=[
+            "last_sync_status", "last_sync_error", "last_sync_at", "updated_at",
+        ])
+    return connection

@@ -1,0 +1,339 @@
+"""All configuration comes from the environment, read once here.
+
+Every variable is documented in `.env.example`. A bad value stops start-up with
+`ImproperlyConfigured` naming the variable and what it accepts (healthchecks' `hc/settings.py`
+is the model: tiny helpers, loud failures).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no.")
+
+
+def envint(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from e
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number (seconds, e.g. 0.25).") from e
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = envstr(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+
+# Development conveniences (a fixed secret key, a derived JWT secret and encryption key) exist
+# only with DJANGO_DEBUG on, so `make run` needs no configuration while a production process
+# without real secrets refuses to start.
+_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"
+SECRET_KEY = envstr("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` "
+            "(or set DJANGO_DEBUG=1 for local development)."
+        )
+    SECRET_KEY = _DEV_SECRET
+
+ALLOWED_HOSTS = [h.strip() for h in envstr("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")]
+ALLOWED_HOSTS = [h for h in ALLOWED_HOSTS if h]
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is empty: list host names, comma-separated.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "connectors.apps.ConnectorsConfig",
+    "extraction.apps.ExtractionConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "connectors_site.urls"
+WSGI_APPLICATION = "connectors_site.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+# --- Database -------------------------------------------------------------------------------
+def _database_config() -> dict[str, Any]:
+    url = envstr("DATABASE_URL")
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "db.sqlite3"),
+        }
+    scheme = urlsplit(url).scheme
+    if scheme not in {"postgres", "postgresql", "sqlite"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL has scheme {scheme!r}: use postgres://user:pass@host:5432/db "
+            "(query options such as ?sslmode=require are passed to psycopg) or sqlite:///path."
+        )
+    try:
+        # Unknown query options (sslmode, sslrootcert, options, ...) land in OPTIONS and so reach
+        # psycopg unchanged.
+        config: dict[str, Any] = dict(
+            dj_database_url.parse(url, conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60))
+        )
+    except ValueError as e:
+        raise ImproperlyConfigured(f"DATABASE_URL could not be parsed: {e}") from e
+    if scheme == "sqlite":
+        return config
+    config["CONN_HEALTH_CHECKS"] = True
+    pooler = envchoice("DATABASE_POOLER", "auto", ("auto", "session", "transaction", "none"))
+    # Supavisor's transaction mode (port 6543) hands each transaction a different server
+    # connection: server-side cursors (named cursors spanning transactions) break there. Django's
+    # psycopg backend already turns prepared statements off (prepare_threshold=None).
+    if pooler == "transaction" or (pooler == "auto" and urlsplit(url).port == 6543):
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+    query = dict(parse_qsl(urlsplit(url).query))
+    if "connect_timeout" not in query:
+        config.setdefault("OPTIONS", {})["connect_timeout"] = envint("DATABASE_CONNECT_TIMEOUT", 5)
+    return config
+
+
+DATABASES = {"default": _database_config()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# --- Cache ----------------------------------------------------------------------------------
+REDIS_URL = envstr("REDIS_URL") or envstr("UPSTASH_REDIS_URL")
+CACHE_KEY_PREFIX = envstr("CACHE_KEY_PREFIX", "connectors")
+if not CACHE_KEY_PREFIX or any(c in CACHE_KEY_PREFIX for c in "{}* \t\n"):
+    # Braces would hijack the per-user Redis Cluster hash tag ({user_id}) in every key.
+    raise ImproperlyConfigured(
+        f"CACHE_KEY_PREFIX={CACHE_KEY_PREFIX!r} must be non-empty without braces, '*' or spaces."
+    )
+REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.001)
+REDIS_CONNECT_TIMEOUT = envfloat("REDIS_CONNECT_TIMEOUT", 0.25, minimum=0.001)
+REDIS_TLS_CA_FILE = envstr("REDIS_TLS_CA_FILE")
+
+CACHE_ENABLED = bool(REDIS_URL)
+if CACHE_ENABLED:
+    _redis_scheme = urlsplit(REDIS_URL).scheme
+    if _redis_scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(
+            f"REDIS_URL has scheme {_redis_scheme!r}: use redis://[:password@]host:6379/0, "
+            "rediss:// for TLS (Upstash), or unix:///path/to/redis.sock."
+        )
+    _pool_kwargs: dict[str, Any] = {"health_check_interval": 30}
+    if _redis_scheme == "rediss":
+        _pool_kwargs["ssl_cert_reqs"] = "required"
+        if REDIS_TLS_CA_FILE:
+            _pool_kwargs["ssl_ca_certs"] = REDIS_TLS_CA_FILE
+    CACHES: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # JSON, never pickle: a value planted in a shared Redis must not become code.
+                "SERIALIZER": "connectors.cache_serializer.TaggedJSONSerializer",
+                "SOCKET_CONNECT_TIMEOUT": REDIS_CONNECT_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                # Redis failures degrade to the database instead of failing the request.
+                "IGNORE_EXCEPTIONS": True,
+                "CONNECTION_POOL_KWARGS": _pool_kwargs,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    print(  # noqa: T201 - settings load before logging is configured
+        "WARNING: caching is OFF: neither REDIS_URL nor UPSTASH_REDIS_URL is set, so every "
+        "status read goes to the database. Set REDIS_URL=redis://127.0.0.1:6379/0 to turn it on.",
+        file=sys.stderr,
+    )
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+DJANGO_REDIS_LOGGER = "connectors.cache"
+
+# Lease (Facebook memcache, NSDI 2013, section 3.2.1): how long a cold-miss filler may hold the
+# right to fill before another reader may take over, and how long the others wait for it.
+CACHE_LEASE_MS = envint("CACHE_LEASE_MS", 1000, minimum=10)
+CACHE_LEASE_WAIT_MS = envint("CACHE_LEASE_WAIT_MS", 1500, minimum=0)
+# XFetch (Vattani et al., VLDB 2015): beta = 1 is the paper's optimum; 0 turns early refresh off.
+CACHE_XFETCH_BETA = envfloat("CACHE_XFETCH_BETA", 1.0)
+# Scales every TTL in connectors/cache.py: benchmarks use it to watch many expiries quickly.
+CACHE_TTL_SCALE = envfloat("CACHE_TTL_SCALE", 1.0, minimum=0.001)
+# "service" is the real thing; "naive" (DEL inside the transaction, plain SET) exists only so the
+# consistency checker can show that it catches the bugs it guards against.
+CACHE_MODE = envchoice("CACHE_MODE", "service", ("service", "naive"))
+
+
+# --- Supabase and secrets -------------------------------------------------------------------
+SUPABASE_URL = envstr("SUPABASE_URL").rstrip("/")
+if SUPABASE_URL and urlsplit(SUPABASE_URL).scheme not in {"http", "https"}:
+    raise ImproperlyConfigured(
+        f"SUPABASE_URL={SUPABASE_URL!r} must be the project URL, e.g. https://<ref>.supabase.co"
+    )
+SUPABASE_JWT_SECRET = envstr("SUPABASE_JWT_SECRET")
+if not SUPABASE_JWT_SECRET and DEBUG:
+    SUPABASE_JWT_SECRET = hashlib.sha256(f"jwt:{SECRET_KEY}".encode()).hexdigest()
+if not SUPABASE_JWT_SECRET:
+    raise ImproperlyConfigured(
+        "SUPABASE_JWT_SECRET is not set: copy the JWT secret from your Supabase project's "
+        "API settings (or set DJANGO_DEBUG=1 for a local development secret)."
+    )
+if len(SUPABASE_JWT_SECRET) < 32:
+    raise ImproperlyConfigured("SUPABASE_JWT_SECRET must be at least 32 characters long.")
+SUPABASE_SERVICE_ROLE_KEY = envstr("SUPABASE_SERVICE_ROLE_KEY")
+JWT_LEEWAY_SECONDS = envint("JWT_LEEWAY_SECONDS", 30)
+
+
+def _fernet_keys() -> list[str]:
+    raw = envstr("TOKEN_ENCRYPTION_KEY")
+    if not raw:
+        if not DEBUG:
+            raise ImproperlyConfigured(
+                "TOKEN_ENCRYPTION_KEY is not set. Generate one with `python -c 'from "
+                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+            )
+        return [base64.urlsafe_b64encode(hashlib.sha256(f"fernet:{SECRET_KEY}".encode()).digest())
+                .decode()]
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for key in keys:
+        try:
+            if len(base64.urlsafe_b64decode(key.encode())) != 32:
+                raise ValueError
+        except ValueError as e:
+            raise ImproperlyConfigured(
+                "TOKEN_ENCRYPTION_KEY must be comma-separated Fernet keys (newest first), each 32 "
+                "url-safe base64-encoded bytes, as Fernet.generate_key() prints."
+            ) from e
+    return keys
+
+
+TOKEN_ENCRYPTION_KEYS = _fernet_keys()
+
+
+# --- OAuth providers ------------------------------------------------------------------------
+OAUTH_REDIRECT_URI = envstr("OAUTH_REDIRECT_URI", "http://127.0.0.1:8000/oauth/callback")
+OAUTH_HTTP_TIMEOUT = envfloat("OAUTH_HTTP_TIMEOUT", 10.0, minimum=0.1)
+# Per provider: OAUTH_<PROVIDER>_CLIENT_ID / _CLIENT_SECRET, and optionally _AUTHORIZE_URL /
+# _TOKEN_URL to point at another endpoint (tests point them at a local server).
+OAUTH_CLIENTS: dict[str, dict[str, str]] = {}
+for _name in (
+    "google_calendar", "spotify", "github", "youtube", "discord", "linkedin", "reddit",
+):
+    _env = f"OAUTH_{_name.upper()}_"
+    _client = {
+        field: envstr(_env + field.upper())
+        for field in ("client_id", "client_secret", "authorize_url", "token_url")
+    }
+    OAUTH_CLIENTS[_name] = {k: v for k, v in _client.items() if v}
+
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["connectors.auth.SupabaseJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "connectors.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
+
+
+# --- Misc -----------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOG_LEVEL = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "connectors": {"level": LOG_LEVEL},
+        "extraction": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from connectors.api.permissions import requester_user_id
+from connectors.auth import SupabasePrincipal
+from extraction import selectors, services
+from extraction.api.serializers import ExtractionJobSerializer, JobCreateSerializer
+
+
+class ExtractionJobViewSet(viewsets.ViewSet):
+    def retrieve(self, request: Request, job_id: str) -> Response:
+        principal = request.user
+        assert isinstance(principal, SupabasePrincipal)
+        owner = None if principal.is_service_role else principal.user_id
+        result = selectors.extraction_job_for_user(job_id=job_id, user_id=owner)
+        return Response({"success": True, "data": result.data, "cached": result.cached})
+
+    def create(self, request: Request) -> Response:
+        body = JobCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        params: dict[str, Any] = body.validated_data
+        uid = requester_user_id(request, params.get("user_id"))
+        job = services.extraction_job_create(user_id=uid, provider=params["provider"])
+        return Response(
+            {"success": True, "data": ExtractionJobSerializer(job).data},
+            status=status.HTTP_201_CREATED,
+        )
