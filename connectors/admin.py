@@ -29,7 +29,12 @@ class UserIdSearchMixin:
 @admin.register(PlatformConnection)
 class PlatformConnectionAdmin(UserIdSearchMixin, admin.ModelAdmin):
     list_display = (
-        "user_id", "provider", "is_active", "status", "last_sync_status", "last_sync_at",
+        "user_id",
+        "provider",
+        "is_active",
+        "status",
+        "last_sync_status",
+        "last_sync_at",
         "updated_at",
     )
     list_filter = ("provider", "is_active", "last_sync_status", "status")
@@ -37,19 +42,33 @@ class PlatformConnectionAdmin(UserIdSearchMixin, admin.ModelAdmin):
     search_help_text = "Exact user id (UUID)."
     # The token columns are not editable and are listed nowhere: they never reach a page.
     fields = (
-        "user_id", "provider", "is_active", "status", "scopes", "connected_at",
-        "token_expires_at", "last_sync_at", "last_sync_status", "last_sync_error", "version",
-        "created_at", "updated_at",
+        "user_id",
+        "provider",
+        "is_active",
+        "status",
+        "scopes",
+        "connected_at",
+        "token_expires_at",
+        "last_sync_at",
+        "last_sync_status",
+        "last_sync_error",
+        "version",
+        "created_at",
+        "updated_at",
     )
     readonly_fields = ("version", "created_at", "updated_at")
     actions = ("invalidate_cache",)
 
     @admin.action(description="Invalidate cache for selected users")
-    def invalidate_cache(self, request: HttpRequest, queryset: QuerySet[PlatformConnection]) -> None:
+    def invalidate_cache(
+        self, request: HttpRequest, queryset: QuerySet[PlatformConnection]
+    ) -> None:
         user_ids = set(queryset.values_list("user_id", flat=True))
         failed = [u for u in user_ids if not cache.invalidate_platform_status_cache(u)]
         if failed:
-            self.message_user(request, f"Redis refused {len(failed)} invalidation(s).",
-                              messages.ERROR)
-        self.message_user(request, f"Invalidated the cache of {len(user_ids) - len(failed)} "
-                                   "user(s).")
+            self.message_user(
+                request, f"Redis refused {len(failed)} invalidation(s).", messages.ERROR
+            )
+        self.message_user(
+            request, f"Invalidated the cache of {len(user_ids) - len(failed)} user(s)."
+        )

@@ -11,3 +11,10 @@ class ConnectorsConfig(AppConfig):
         from connectors import signals
 
         signals.connect()
+
+        from django.conf import settings
+
+        if settings.BENCH_DB_LATENCY_MS > 0:
+            from connectors import bench_hooks
+
+            bench_hooks.connect_db_latency()

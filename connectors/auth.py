@@ -104,8 +104,13 @@ class SupabaseJWTAuthentication(BaseAuthentication):
         return 'Bearer realm="connectors"'
 
 
-def issue_token(*, user_id: str | None, service_role: bool = False, ttl_seconds: int = 3600,
-                email: str | None = None) -> str:
+def issue_token(
+    *,
+    user_id: str | None,
+    service_role: bool = False,
+    ttl_seconds: int = 3600,
+    email: str | None = None,
+) -> str:
     """Sign a token the way Supabase does, with the configured HS256 secret (demos, tests)."""
     import time
 
@@ -118,8 +123,14 @@ def issue_token(*, user_id: str | None, service_role: bool = False, ttl_seconds:
             raise ValueError("a user token needs a user_id")
         issuer = f"{settings.SUPABASE_URL}/auth/v1" if settings.SUPABASE_URL else "supabase"
         claims = {
-            "iss": issuer, "aud": AUTHENTICATED, "role": AUTHENTICATED, "sub": user_id,
-            "iat": now, "exp": now + ttl_seconds, "aal": "aal1", "is_anonymous": False,
+            "iss": issuer,
+            "aud": AUTHENTICATED,
+            "role": AUTHENTICATED,
+            "sub": user_id,
+            "iat": now,
+            "exp": now + ttl_seconds,
+            "aal": "aal1",
+            "is_anonymous": False,
             "email": email or f"{user_id[:8]}@example.com",
         }
     return jwt.encode(claims, settings.SUPABASE_JWT_SECRET, algorithm="HS256")

@@ -22,6 +22,7 @@ stay valid on Redis Cluster. Hits cost exactly one GET; invalidation is one DEL,
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
@@ -73,7 +74,7 @@ def _canonical_uuid(value: object, error: type[DomainError], name: str) -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     # The length check runs first so that no oversized or odd input reaches the parser.
-    if isinstance(value, str) and len(value) == 36:
+    if isinstance(value, str) and len(value) == 36 and value.isascii():
         try:
             return str(uuid.UUID(value))
         except ValueError:
@@ -140,7 +141,7 @@ def get(key: str) -> Any:
     return _backend().get(key)
 
 
-def set(key: str, value: Any, ttl: float) -> None:  # noqa: A001 - the contract's name
+def set(key: str, value: Any, ttl: float) -> None:
     _backend().set(key, value, timeout=ttl)
 
 
@@ -301,7 +302,7 @@ class _Entry:
     expires_at: float
 
 
-def _decode_entry(raw: bytes, slot: _Slot) -> _Entry | None:
+def _decode_entry(raw: bytes | str, slot: _Slot) -> _Entry | None:
     """A stored entry, or None if it is not one we wrote (planted, truncated, old schema)."""
     try:
         entry = json.loads(raw)
@@ -309,8 +310,7 @@ def _decode_entry(raw: bytes, slot: _Slot) -> _Entry | None:
             raise ValueError("schema or owner mismatch")
         if not isinstance(entry["data"], dict):
             raise ValueError("data is not an object")
-        return _Entry(entry["data"], str(entry["etag"]), float(entry["delta"]),
-                      float(entry["exp"]))
+        return _Entry(entry["data"], str(entry["etag"]), float(entry["delta"]), float(entry["exp"]))
     except (ValueError, KeyError, TypeError) as e:
         logger.warning("Discarding unreadable %s entry (%s)", slot.describe(), e)
         return None
@@ -384,8 +384,9 @@ def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
             if refreshed is not None:
                 return refreshed
         stats.record("hits")
-        logger.info("Cache HIT: %s (%.1fms)", slot.describe(),
-                    (time.perf_counter() - started) * 1000)
+        logger.info(
+            "Cache HIT: %s (%.1fms)", slot.describe(), (time.perf_counter() - started) * 1000
+        )
         return CachedRead(entry.data, cached=True, etag=entry.etag)
     if raw is not None:
         _delete_quietly(r, key)
@@ -416,8 +417,11 @@ def _miss(r: redis.Redis, slot: _Slot, key: str, loader: Loader, started: float)
                 _delete_quietly(r, key)
                 continue
             stats.record("hits")
-            logger.info("Cache HIT: %s (%.1fms, after waiting for the filler)", slot.describe(),
-                        (time.perf_counter() - started) * 1000)
+            logger.info(
+                "Cache HIT: %s (%.1fms, after waiting for the filler)",
+                slot.describe(),
+                (time.perf_counter() - started) * 1000,
+            )
             return CachedRead(entry.data, cached=True, etag=entry.etag)
         if reply[0] == 2:
             return _fill_holding_lease(r, slot, key, lease_key, token, loader)
@@ -439,10 +443,8 @@ def _fill_holding_lease(
         data = loader()
     except BaseException:
         # Let the next reader take over at once instead of waiting out the lease.
-        try:
+        with contextlib.suppress(*_REDIS_ERRORS):
             _RELEASE(keys=[lease_key], args=[token], client=r)
-        except _REDIS_ERRORS:
-            pass
         raise
     db_seconds = time.perf_counter() - db_started
     etag = etag_for(data)
@@ -457,11 +459,17 @@ def _fill_holding_lease(
         stored = 0
     stats.record("misses")
     if stored:
-        logger.info("Cache MISS: %s (%.1fms DB, cached for next request)", slot.describe(),
-                    db_seconds * 1000)
+        logger.info(
+            "Cache MISS: %s (%.1fms DB, cached for next request)",
+            slot.describe(),
+            db_seconds * 1000,
+        )
     else:
-        logger.info("Cache MISS: %s (%.1fms DB, not cached: invalidated while loading)",
-                    slot.describe(), db_seconds * 1000)
+        logger.info(
+            "Cache MISS: %s (%.1fms DB, not cached: invalidated while loading)",
+            slot.describe(),
+            db_seconds * 1000,
+        )
     return CachedRead(data, cached=False, etag=etag)
 
 
@@ -490,20 +498,17 @@ def _naive_miss(r: redis.Redis, slot: _Slot, key: str, loader: Loader) -> Cached
     db_started = time.perf_counter()
     data = loader()
     etag = etag_for(data)
-    try:
-        r.set(key, _encode_entry(slot, data, etag, time.perf_counter() - db_started),
-              px=_ttl_ms(slot))
-    except _REDIS_ERRORS:
-        pass
+    with contextlib.suppress(*_REDIS_ERRORS):
+        r.set(
+            key, _encode_entry(slot, data, etag, time.perf_counter() - db_started), px=_ttl_ms(slot)
+        )
     stats.record("misses")
     return CachedRead(data, cached=False, etag=etag)
 
 
 def _delete_quietly(r: redis.Redis, key: str) -> None:
-    try:
+    with contextlib.suppress(*_REDIS_ERRORS):
         r.delete(key)
-    except _REDIS_ERRORS:
-        pass
 
 
 # --- The contract's helpers -----------------------------------------------------------------
@@ -527,8 +532,7 @@ def acquire_platform_status_lease(user_id: object) -> str | None:
         return None
     token = secrets.token_hex(8)
     try:
-        taken = _redis().set(_full_key(slot.lease_key), token, nx=True,
-                             px=settings.CACHE_LEASE_MS)
+        taken = _redis().set(_full_key(slot.lease_key), token, nx=True, px=settings.CACHE_LEASE_MS)
     except _REDIS_ERRORS:
         return None
     return token if taken else None
@@ -542,12 +546,17 @@ def set_cached_platform_status(
     if not enabled():
         return False
     try:
-        return bool(_FILL(
-            keys=[_full_key(slot.key), _full_key(slot.lease_key)],
-            args=[lease, _encode_entry(slot, status, etag_for(status), fill_seconds),
-                  _ttl_ms(slot)],
-            client=_redis(),
-        ))
+        return bool(
+            _FILL(
+                keys=[_full_key(slot.key), _full_key(slot.lease_key)],
+                args=[
+                    lease,
+                    _encode_entry(slot, status, etag_for(status), fill_seconds),
+                    _ttl_ms(slot),
+                ],
+                client=_redis(),
+            )
+        )
     except _REDIS_ERRORS:
         return False
 
@@ -572,8 +581,13 @@ def _invalidate(slot: _Slot) -> bool:
     except _REDIS_ERRORS as e:
         logger.error("Could not invalidate %s: %s", slot.describe(), e)
         return False
-    logger.info("Invalidated %s cache (%.1fms)", slot.describe(),
-                (time.perf_counter() - started) * 1000)
+    logger.info(
+        "Invalidated %s cache for %s %s (%.1fms)",
+        slot.kind,
+        slot.label,
+        slot.ident,
+        (time.perf_counter() - started) * 1000,
+    )
     return True
 
 
@@ -642,7 +656,9 @@ def clear_user(user_id: object) -> int:
     if not enabled():
         return 0
     status = _status_slot(uid)
-    keys = [status.key, status.lease_key, user_profile_key(uid), soul_signature_key(uid)] + [platform_rate_limit_key(uid, p) for p in PROVIDERS]
+    keys = [status.key, status.lease_key, user_profile_key(uid), soul_signature_key(uid)] + [
+        platform_rate_limit_key(uid, p) for p in PROVIDERS
+    ]
     try:
         return int(_redis().delete(*[_full_key(k) for k in keys]))
     except _REDIS_ERRORS as e:
@@ -664,6 +680,35 @@ def clear_all(*, batch: int = 500) -> int:
                 chunk.clear()
         if chunk:
             deleted += int(r.unlink(*chunk))
+    except _REDIS_ERRORS as e:
+        raise CacheUnavailable(f"Redis is unavailable: {e}") from e
+    return deleted
+
+
+def invalidate_all_platform_status(*, batch: int = 500) -> int:
+    """Delete every platform_status entry and lease of this deployment; the number deleted.
+
+    The NOTIFY listener's epoch bump (connectors/listener.py): notifications sent while it was
+    disconnected are lost, so after every (re)connect it drops every status entry, and the
+    leases with them so that no filler that read the database before can still store. Unlike
+    clear_all() it leaves rate limits, profiles and stats alone. SCAN, never KEYS: not a
+    request path, but it must not block Redis either.
+    """
+    if not enabled():
+        return 0
+    # Glob metacharacters in the deployment prefix must match literally.
+    literal = "".join(f"\\{c}" if c in "\\*?[]" else c for c in _full_key("platform_status:"))
+    deleted = 0
+    try:
+        r = _redis()
+        chunk: list[bytes] = []
+        for key in r.scan_iter(match=literal + "*", count=batch):
+            chunk.append(key)
+            if len(chunk) >= batch:
+                deleted += int(r.delete(*chunk))
+                chunk.clear()
+        if chunk:
+            deleted += int(r.delete(*chunk))
     except _REDIS_ERRORS as e:
         raise CacheUnavailable(f"Redis is unavailable: {e}") from e
     return deleted

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +30,7 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[str], Any]] = {
     "dt": dt.datetime.fromisoformat,
     "d": dt.date.fromisoformat,
     "uuid": uuid.UUID,

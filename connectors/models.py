@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from django.db import models, transaction
@@ -50,23 +50,41 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
                 cache.invalidate_platform_status_on_commit(user_id, using=self.db)
         return count
 
-    def bulk_create(self, objs: Iterable[PlatformConnection], *args: Any,
-                    **kwargs: Any) -> list[PlatformConnection]:
+    def bulk_create(  # type: ignore[override]  # the stubs leave _Model unbound here
+        self,
+        objs: Iterable[PlatformConnection],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Collection[str] | None = None,
+        unique_fields: Collection[str] | None = None,
+    ) -> list[PlatformConnection]:
         from connectors import cache
 
         with transaction.atomic(using=self.db):
-            created = super().bulk_create(objs, *args, **kwargs)
+            created: list[PlatformConnection] = super().bulk_create(  # type: ignore[assignment]
+                objs,  # type: ignore[arg-type]
+                batch_size=batch_size,
+                ignore_conflicts=ignore_conflicts,
+                update_conflicts=update_conflicts,
+                update_fields=update_fields,
+                unique_fields=unique_fields,
+            )
             for user_id in {obj.user_id for obj in created}:
                 cache.invalidate_platform_status_on_commit(user_id, using=self.db)
         return created
 
-    def bulk_update(self, objs: Iterable[PlatformConnection], fields: Sequence[str],
-                    *args: Any, **kwargs: Any) -> int:
+    def bulk_update(
+        self,
+        objs: Iterable[PlatformConnection],
+        fields: Iterable[str],
+        batch_size: int | None = None,
+    ) -> int:
         from connectors import cache
 
         objs = list(objs)
         with transaction.atomic(using=self.db):
-            count = super().bulk_update(objs, fields, *args, **kwargs)
+            count = super().bulk_update(objs, fields, batch_size=batch_size)  # type: ignore[arg-type]
             for user_id in {obj.user_id for obj in objs}:
                 cache.invalidate_platform_status_on_commit(user_id, using=self.db)
         return count
@@ -76,8 +94,15 @@ class PlatformConnection(models.Model):
     # PUBLIC_FIELDS is everything the status endpoint may show; the token columns are not in it
     # and are never selected on the read path.
     PUBLIC_FIELDS = (
-        "provider", "is_active", "status", "scopes", "connected_at", "token_expires_at",
-        "last_sync_at", "last_sync_status", "version",
+        "provider",
+        "is_active",
+        "status",
+        "scopes",
+        "connected_at",
+        "token_expires_at",
+        "last_sync_at",
+        "last_sync_status",
+        "version",
     )
 
     user_id = models.UUIDField(db_index=True, help_text="The Supabase Auth user (auth.users.id).")

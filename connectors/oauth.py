@@ -49,8 +49,9 @@ class TokenSet:
 
 
 def state_issue(*, user_id: str, provider: Provider) -> str:
-    return signing.dumps({"u": user_id, "p": provider.name, "n": secrets.token_urlsafe(16)},
-                         salt=STATE_SALT)
+    return signing.dumps(
+        {"u": user_id, "p": provider.name, "n": secrets.token_urlsafe(16)}, salt=STATE_SALT
+    )
 
 
 def state_verify(*, state: str, user_id: str, provider: Provider) -> str:
@@ -61,8 +62,11 @@ def state_verify(*, state: str, user_id: str, provider: Provider) -> str:
         raise InvalidOAuthState("The OAuth state has expired; start the connection again.") from e
     except signing.BadSignature as e:
         raise InvalidOAuthState("The OAuth state is not valid.") from e
-    if not isinstance(payload, dict) or payload.get("u") != user_id or \
-            payload.get("p") != provider.name:
+    if (
+        not isinstance(payload, dict)
+        or payload.get("u") != user_id
+        or payload.get("p") != provider.name
+    ):
         raise InvalidOAuthState("The OAuth state was issued for another user or provider.")
     return str(payload["n"])
 
@@ -112,11 +116,10 @@ def exchange_code(*, provider: Provider, code: str, nonce: str) -> TokenSet:
         "redirect_uri": settings.OAUTH_REDIRECT_URI,
         "client_id": provider.client_id,
     }
-    headers = {"Accept": "application/json",
-               "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
     if provider.supports_pkce:
         form["code_verifier"] = _pkce_verifier(nonce)
-    if provider.token_auth == "basic":
+    if provider.client_auth_method == "basic":
         basic = f"{provider.client_id}:{provider.client_secret}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
     else:
@@ -164,7 +167,9 @@ def _parse_token_response(provider: Provider, body: bytes) -> TokenSet:
     try:
         payload: Any = json.loads(body)
     except ValueError as e:
-        raise ProviderUnavailable(f"{provider.display_name} sent an unreadable token response.") from e
+        raise ProviderUnavailable(
+            f"{provider.display_name} sent an unreadable token response."
+        ) from e
     if not isinstance(payload, dict):
         raise ProviderUnavailable(f"{provider.display_name} sent an unreadable token response.")
     if "error" in payload:  # GitHub reports a bad code with HTTP 200

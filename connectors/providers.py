@@ -22,7 +22,7 @@ class Provider:
     scopes: tuple[str, ...]
     supports_pkce: bool = True
     # RFC 6749 section 2.3.1: "basic" (HTTP Basic) or "post" (client_secret in the body).
-    token_auth: str = "post"
+    client_auth_method: str = "post"
 
     @property
     def client(self) -> dict[str, str]:
@@ -52,35 +52,56 @@ PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
         Provider(
-            "google_calendar", "Google Calendar", _GOOGLE_AUTH, _GOOGLE_TOKEN,
+            "google_calendar",
+            "Google Calendar",
+            _GOOGLE_AUTH,
+            _GOOGLE_TOKEN,
             ("https://www.googleapis.com/auth/calendar.readonly",),
         ),
         Provider(
-            "spotify", "Spotify", "https://accounts.spotify.com/authorize",
+            "spotify",
+            "Spotify",
+            "https://accounts.spotify.com/authorize",
             "https://accounts.spotify.com/api/token",
             ("user-read-recently-played", "user-top-read"),
         ),
         Provider(
-            "github", "GitHub", "https://github.com/login/oauth/authorize",
-            "https://github.com/login/oauth/access_token", ("read:user",),
+            "github",
+            "GitHub",
+            "https://github.com/login/oauth/authorize",
+            "https://github.com/login/oauth/access_token",
+            ("read:user",),
         ),
         Provider(
-            "youtube", "YouTube", _GOOGLE_AUTH, _GOOGLE_TOKEN,
+            "youtube",
+            "YouTube",
+            _GOOGLE_AUTH,
+            _GOOGLE_TOKEN,
             ("https://www.googleapis.com/auth/youtube.readonly",),
         ),
         Provider(
-            "discord", "Discord", "https://discord.com/oauth2/authorize",
-            "https://discord.com/api/oauth2/token", ("identify", "guilds"),
+            "discord",
+            "Discord",
+            "https://discord.com/oauth2/authorize",
+            "https://discord.com/api/oauth2/token",
+            ("identify", "guilds"),
         ),
         Provider(
-            "linkedin", "LinkedIn", "https://www.linkedin.com/oauth/v2/authorization",
-            "https://www.linkedin.com/oauth/v2/accessToken", ("openid", "profile"),
+            "linkedin",
+            "LinkedIn",
+            "https://www.linkedin.com/oauth/v2/authorization",
+            "https://www.linkedin.com/oauth/v2/accessToken",
+            ("openid", "profile"),
             supports_pkce=False,
         ),
         Provider(
-            "reddit", "Reddit", "https://www.reddit.com/api/v1/authorize",
-            "https://www.reddit.com/api/v1/access_token", ("identity", "history"),
-            supports_pkce=False, token_auth="basic",
+            "reddit",
+            "Reddit",
+            "https://www.reddit.com/api/v1/authorize",
+            "https://www.reddit.com/api/v1/access_token",
+            ("identity", "history"),
+            supports_pkce=False,
+            client_auth_method="basic",
         ),
     )
 }
@@ -92,5 +113,6 @@ def get_provider(name: str) -> Provider:
     try:
         return PROVIDERS[name]
     except (KeyError, TypeError) as e:
-        raise UnknownProvider(f"Unknown provider {name!r}; expected one of: "
-                              f"{', '.join(PROVIDERS)}.") from e
+        raise UnknownProvider(
+            f"Unknown provider {name!r}; expected one of: {', '.join(PROVIDERS)}."
+        ) from e

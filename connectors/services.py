@@ -44,7 +44,10 @@ def connection_disconnect(*, user_id: str, provider: str) -> PlatformConnection:
     with transaction.atomic():
         connection = (
             PlatformConnection.objects.select_for_update()
-            .for_user(uid).active().filter(provider=name).first()
+            .for_user(uid)
+            .active()
+            .filter(provider=name)
+            .first()
         )
         if connection is None:
             raise NotConnected(f"{name} is not connected for this user.")
@@ -61,13 +64,17 @@ def connections_reset(*, user_id: str) -> int:
     """Deactivate all of a user's connections; returns how many were active."""
     uid = cache.normalize_user_id(user_id)
     with transaction.atomic():
-        count = PlatformConnection.objects.for_user(uid).active().update(
-            is_active=False,
-            status=ConnectionStatus.DISCONNECTED,
-            access_token=None,
-            refresh_token=None,
-            token_expires_at=None,
-            updated_at=timezone.now(),
+        count = (
+            PlatformConnection.objects.for_user(uid)
+            .active()
+            .update(
+                is_active=False,
+                status=ConnectionStatus.DISCONNECTED,
+                access_token=None,
+                refresh_token=None,
+                token_expires_at=None,
+                updated_at=timezone.now(),
+            )
         )
         # QuerySet.update() sends no signal: invalidate explicitly.
         cache.invalidate_platform_status_on_commit(uid)
@@ -82,7 +89,9 @@ def connection_set_sync_status(
     with transaction.atomic():
         connection = (
             PlatformConnection.objects.select_for_update()
-            .for_user(uid).filter(provider=provider).first()
+            .for_user(uid)
+            .filter(provider=provider)
+            .first()
         )
         if connection is None:
             return None
@@ -90,7 +99,12 @@ def connection_set_sync_status(
         connection.last_sync_error = error[:2000]
         if sync_status in (SyncStatus.SUCCESS, SyncStatus.FAILED):
             connection.last_sync_at = timezone.now()
-        connection.save(update_fields=[
-            "last_sync_status", "last_sync_error", "last_sync_at", "updated_at",
-        ])
+        connection.save(
+            update_fields=[
+                "last_sync_status",
+                "last_sync_error",
+                "last_sync_at",
+                "updated_at",
+            ]
+        )
     return connection

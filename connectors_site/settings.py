@@ -33,7 +33,9 @@ def envbool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no.")
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no."
+    )
 
 
 def envint(name: str, default: int, *, minimum: int = 0) -> int:
@@ -78,7 +80,7 @@ DEBUG = envbool("DJANGO_DEBUG", False)
 # Development conveniences (a fixed secret key, a derived JWT secret and encryption key) exist
 # only with DJANGO_DEBUG on, so `make run` needs no configuration while a production process
 # without real secrets refuses to start.
-_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"
+_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
 SECRET_KEY = envstr("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
@@ -89,7 +91,9 @@ if not SECRET_KEY:
         )
     SECRET_KEY = _DEV_SECRET
 
-ALLOWED_HOSTS = [h.strip() for h in envstr("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")]
+ALLOWED_HOSTS = [
+    h.strip() for h in envstr("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+]
 ALLOWED_HOSTS = [h for h in ALLOWED_HOSTS if h]
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is empty: list host names, comma-separated.")
@@ -137,7 +141,7 @@ TEMPLATES = [
 
 
 # --- Database -------------------------------------------------------------------------------
-def _database_config() -> dict[str, Any]:
+def _database_config(pooler: str) -> dict[str, Any]:
     url = envstr("DATABASE_URL")
     if not url:
         return {
@@ -161,7 +165,6 @@ def _database_config() -> dict[str, Any]:
     if scheme == "sqlite":
         return config
     config["CONN_HEALTH_CHECKS"] = True
-    pooler = envchoice("DATABASE_POOLER", "auto", ("auto", "session", "transaction", "none"))
     # Supavisor's transaction mode (port 6543) hands each transaction a different server
     # connection: server-side cursors (named cursors spanning transactions) break there. Django's
     # psycopg backend already turns prepared statements off (prepare_threshold=None).
@@ -173,7 +176,11 @@ def _database_config() -> dict[str, Any]:
     return config
 
 
-DATABASES = {"default": _database_config()}
+DATABASES = {
+    "default": _database_config(
+        envchoice("DATABASE_POOLER", "auto", ("auto", "session", "transaction", "none"))
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -221,7 +228,7 @@ if CACHE_ENABLED:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    print(  # noqa: T201 - settings load before logging is configured
+    print(
         "WARNING: caching is OFF: neither REDIS_URL nor UPSTASH_REDIS_URL is set, so every "
         "status read goes to the database. Set REDIS_URL=redis://127.0.0.1:6379/0 to turn it on.",
         file=sys.stderr,
@@ -240,6 +247,10 @@ CACHE_TTL_SCALE = envfloat("CACHE_TTL_SCALE", 1.0, minimum=0.001)
 # "service" is the real thing; "naive" (DEL inside the transaction, plain SET) exists only so the
 # consistency checker can show that it catches the bugs it guards against.
 CACHE_MODE = envchoice("CACHE_MODE", "service", ("service", "naive"))
+# Bench-only (make bench): milliseconds slept per DB query to simulate a remote database; 0 = off.
+BENCH_DB_LATENCY_MS = envfloat("BENCH_DB_LATENCY_MS", 0.0)
+# Bench-only (make bench): route /api/bench/ceiling/<user_id>, a constant body, same stack.
+BENCH_CEILING = envbool("BENCH_CEILING", False)
 
 
 # --- Supabase and secrets -------------------------------------------------------------------
@@ -270,8 +281,11 @@ def _fernet_keys() -> list[str]:
                 "TOKEN_ENCRYPTION_KEY is not set. Generate one with `python -c 'from "
                 "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
             )
-        return [base64.urlsafe_b64encode(hashlib.sha256(f"fernet:{SECRET_KEY}".encode()).digest())
-                .decode()]
+        return [
+            base64.urlsafe_b64encode(
+                hashlib.sha256(f"fernet:{SECRET_KEY}".encode()).digest()
+            ).decode()
+        ]
     keys = [k.strip() for k in raw.split(",") if k.strip()]
     for key in keys:
         try:
@@ -295,7 +309,13 @@ OAUTH_HTTP_TIMEOUT = envfloat("OAUTH_HTTP_TIMEOUT", 10.0, minimum=0.1)
 # _TOKEN_URL to point at another endpoint (tests point them at a local server).
 OAUTH_CLIENTS: dict[str, dict[str, str]] = {}
 for _name in (
-    "google_calendar", "spotify", "github", "youtube", "discord", "linkedin", "reddit",
+    "google_calendar",
+    "spotify",
+    "github",
+    "youtube",
+    "discord",
+    "linkedin",
+    "reddit",
 ):
     _env = f"OAUTH_{_name.upper()}_"
     _client = {

@@ -26,7 +26,9 @@ def extraction_job_create(*, user_id: str, provider: str) -> ExtractionJob:
 
 
 def _locked_job(job_id: str) -> ExtractionJob:
-    job = ExtractionJob.objects.select_for_update().filter(pk=cache.normalize_job_id(job_id)).first()
+    job = (
+        ExtractionJob.objects.select_for_update().filter(pk=cache.normalize_job_id(job_id)).first()
+    )
     if job is None:
         raise JobNotFound("No such extraction job.")
     return job

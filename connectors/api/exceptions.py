@@ -53,13 +53,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, CacheUnavailable):
-        return Response(error_body("cache_unavailable", str(exc)), status=503,
-                        headers={"Retry-After": "5"})
+        return Response(
+            error_body("cache_unavailable", str(exc)), status=503, headers={"Retry-After": "5"}
+        )
     if isinstance(exc, DatabaseError):
         logger.error("Database error: %s", exc.__class__.__name__)
         return Response(
             error_body("database_unavailable", "The database is unavailable; try again shortly."),
-            status=503, headers={"Retry-After": "5"},
+            status=503,
+            headers={"Retry-After": "5"},
         )
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
@@ -71,8 +73,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         auth_header = getattr(exc, "auth_header", None)  # set by APIView.handle_exception
         if auth_header:
             headers["WWW-Authenticate"] = auth_header
-        if getattr(exc, "wait", None) is not None:
-            headers["Retry-After"] = str(int(exc.wait or 1))
+        wait = getattr(exc, "wait", None)  # Throttled
+        if wait is not None:
+            headers["Retry-After"] = str(int(wait or 1))
         return Response(body, status=exc.status_code, headers=headers)
     return None
 

@@ -33,7 +33,8 @@ def requester_user_id(request: Request, body_user_id: object | None) -> str:
         if body_user_id is None:
             raise exceptions.ValidationError({"user_id": ["Required with a service-role token."]})
         return cache.normalize_user_id(str(body_user_id))
-    assert isinstance(principal, SupabasePrincipal) and principal.user_id
+    if not isinstance(principal, SupabasePrincipal) or principal.user_id is None:
+        raise exceptions.NotAuthenticated()
     if body_user_id is not None:
         return acting_user_id(request, str(body_user_id))
     return principal.user_id

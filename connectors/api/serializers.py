@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from connectors.models import PlatformConnection
@@ -7,7 +9,7 @@ from connectors.providers import get_provider
 
 
 class ProviderField(serializers.CharField):
-    def to_internal_value(self, data: object) -> str:
+    def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         return get_provider(value).name  # UnknownProvider -> 400 unknown_provider
 
@@ -26,8 +28,16 @@ class ConnectionSerializer(serializers.ModelSerializer):
         model = PlatformConnection
         # Explicit, public fields only: the token columns are deliberately absent.
         fields = [
-            "user_id", "provider", "connected", "is_active", "status", "scopes", "connected_at",
-            "token_expires_at", "last_sync_at", "last_sync_status",
+            "user_id",
+            "provider",
+            "connected",
+            "is_active",
+            "status",
+            "scopes",
+            "connected_at",
+            "token_expires_at",
+            "last_sync_at",
+            "last_sync_status",
         ]
         read_only_fields = fields
 

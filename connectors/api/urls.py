@@ -22,6 +22,8 @@ urlpatterns = [
     re_path(r"^connectors/callback/?$", callback_view, name="connector-callback"),
     re_path(rf"^connectors/reset/{_UUIDISH}/?$", reset_view, name="connector-reset"),
     re_path(rf"^connectors/{_PROVIDER}/authorize/?$", authorize_view, name="connector-authorize"),
-    re_path(rf"^connectors/{_PROVIDER}/{_UUIDISH}/?$", disconnect_view, name="connector-disconnect"),
+    re_path(
+        rf"^connectors/{_PROVIDER}/{_UUIDISH}/?$", disconnect_view, name="connector-disconnect"
+    ),
     re_path(r"^admin/cache-stats/?$", cache_stats_view, name="cache-stats"),
 ]

@@ -41,9 +41,16 @@ class ConnectionViewSet(viewsets.ViewSet):
         registered = get_provider(provider)
         uid = requester_user_id(request, request.query_params.get("user_id"))
         url, state = oauth.authorization_url(user_id=uid, provider=registered)
-        return Response({"success": True, "data": {
-            "provider": registered.name, "authorization_url": url, "state": state,
-        }})
+        return Response(
+            {
+                "success": True,
+                "data": {
+                    "provider": registered.name,
+                    "authorization_url": url,
+                    "state": state,
+                },
+            }
+        )
 
     def callback(self, request: Request) -> Response:
         body = CallbackSerializer(data=request.data)

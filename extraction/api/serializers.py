@@ -15,7 +15,15 @@ class ExtractionJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = ExtractionJob
         fields = [
-            "id", "user_id", "provider", "status", "progress", "items_extracted", "error",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "user_id",
+            "provider",
+            "status",
+            "progress",
+            "items_extracted",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
         read_only_fields = fields

@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectors import cache
@@ -19,8 +20,13 @@ class Command(BaseCommand):
     help = "Delete this deployment's cache keys (by prefix; never FLUSHDB or FLUSHALL)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--user", action="append", dest="users", metavar="UUID",
-                            help="Only this user's keys (repeatable).")
+        parser.add_argument(
+            "--user",
+            action="append",
+            dest="users",
+            metavar="UUID",
+            help="Only this user's keys (repeatable).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not cache.enabled():
@@ -31,8 +37,10 @@ class Command(BaseCommand):
             deleted = clear(user_ids or None)
         except (InvalidUserId, CacheUnavailable) as e:
             raise CommandError(str(e)) from e
-        scope = f"{len(user_ids):,} user(s)" if user_ids else \
-            f"prefix {cache.settings.CACHE_KEY_PREFIX!r}"
-        self.stdout.write(self.style.SUCCESS(
-            f"Done! Deleted {deleted:,} keys for {scope} in {time.perf_counter() - started:.2f} s."
-        ))
+        scope = (
+            f"{len(user_ids):,} user(s)" if user_ids else f"prefix {settings.CACHE_KEY_PREFIX!r}"
+        )
+        elapsed = time.perf_counter() - started
+        self.stdout.write(
+            self.style.SUCCESS(f"Done! Deleted {deleted:,} keys for {scope} in {elapsed:.2f} s.")
+        )

@@ -14,8 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("user_id", nargs="?", help="The user's UUID.")
-        parser.add_argument("--service-role", action="store_true",
-                            help="A service-role token (acts for any user) instead.")
+        parser.add_argument(
+            "--service-role",
+            action="store_true",
+            help="A service-role token (acts for any user) instead.",
+        )
         parser.add_argument("--ttl", type=int, default=3600, help="Lifetime in seconds.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -29,5 +32,8 @@ class Command(BaseCommand):
                 raise CommandError(e.message) from e
         if options["ttl"] <= 0:
             raise CommandError("--ttl must be positive.")
-        self.stdout.write(issue_token(user_id=user_id, service_role=options["service_role"],
-                                      ttl_seconds=options["ttl"]))
+        self.stdout.write(
+            issue_token(
+                user_id=user_id, service_role=options["service_role"], ttl_seconds=options["ttl"]
+            )
+        )

@@ -17,7 +17,9 @@ def users_to_warm(*, user_ids: list[str] | None, active_since_days: int | None) 
         return [cache.normalize_user_id(u) for u in user_ids]
     queryset = PlatformConnection.objects.active()
     if active_since_days is not None:
-        queryset = queryset.filter(updated_at__gte=timezone.now() - timedelta(days=active_since_days))
+        queryset = queryset.filter(
+            updated_at__gte=timezone.now() - timedelta(days=active_since_days)
+        )
     return [str(u) for u in queryset.order_by().values_list("user_id", flat=True).distinct()]
 
 
@@ -39,24 +41,36 @@ class Command(BaseCommand):
     help = "Load users' platform status into the cache ahead of their first request."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--user", action="append", dest="users", metavar="UUID",
-                            help="Warm this user (repeatable). Default: every active user.")
-        parser.add_argument("--active-since", type=int, metavar="DAYS",
-                            help="Only users whose connections changed in the last DAYS days.")
+        parser.add_argument(
+            "--user",
+            action="append",
+            dest="users",
+            metavar="UUID",
+            help="Warm this user (repeatable). Default: every active user.",
+        )
+        parser.add_argument(
+            "--active-since",
+            type=int,
+            metavar="DAYS",
+            help="Only users whose connections changed in the last DAYS days.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not cache.enabled():
             raise CommandError("Caching is off (no REDIS_URL): there is nothing to warm.")
         started = time.perf_counter()
         try:
-            user_ids = users_to_warm(user_ids=options["users"],
-                                     active_since_days=options["active_since"])
+            user_ids = users_to_warm(
+                user_ids=options["users"], active_since_days=options["active_since"]
+            )
         except InvalidUserId as e:
             raise CommandError(e.message) from e
         filled, already = warm(
             user_ids, progress=lambda i, n: self.stdout.write(f"  {i:,}/{n:,} users")
         )
-        self.stdout.write(self.style.SUCCESS(
-            f"Done! Warmed {len(user_ids):,} users in {time.perf_counter() - started:.1f} s "
-            f"({filled:,} filled, {already:,} already cached)."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Done! Warmed {len(user_ids):,} users in {time.perf_counter() - started:.1f} s "
+                f"({filled:,} filled, {already:,} already cached)."
+            )
+        )

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from connectors.auth import issue_token
+
+pytestmark = pytest.mark.django_db
+
+
+def _get(token: str, user_id: str):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.get(f"/api/connectors/status/{user_id}")
+
+
+def _token(user_id: str, **overrides) -> str:
+    now = int(time.time())
+    claims = {
+        "aud": "authenticated",
+        "role": "authenticated",
+        "sub": user_id,
+        "iat": now,
+        "exp": now + 600,
+        "iss": "supabase",
+    }
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, settings.SUPABASE_JWT_SECRET, algorithm="HS256")
+
+
+def test_a_valid_user_token_is_accepted(alice_id):
+    assert _get(_token(alice_id), alice_id).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": int(time.time()) - 3600},
+        {"aud": "someone-else"},
+        {"aud": None},
+        {"role": "anon"},
+        {"role": None},
+        {"sub": "not-a-uuid"},
+        {"sub": None},
+    ],
+)
+def test_tokens_that_do_not_hold_up_are_401(alice_id, overrides):
+    response = _get(_token(alice_id, **overrides), alice_id)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_token_signed_with_another_secret_is_401(alice_id):
+    forged = jwt.encode(
+        {
+            "aud": "authenticated",
+            "role": "authenticated",
+            "sub": alice_id,
+            "exp": int(time.time()) + 600,
+        },
+        "x" * 40,
+        algorithm="HS256",
+    )
+    assert _get(forged, alice_id).status_code == 401
+
+
+def test_alg_none_is_401(alice_id):
+    unsigned = jwt.encode(
+        {
+            "aud": "authenticated",
+            "role": "authenticated",
+            "sub": alice_id,
+            "exp": int(time.time()) + 600,
+        },
+        None,
+        algorithm="none",
+    )
+    assert _get(unsigned, alice_id).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer a b",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not.a.jwt",
+        "Bearer " + "a" * 9000,
+        "Token abc",
+    ],
+)
+def test_malformed_authorization_headers_are_401(alice_id, header):
+    response = APIClient().get(f"/api/connectors/status/{alice_id}", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+
+
+def test_the_issuer_must_match_the_project_when_supabase_url_is_set(alice_id, settings):
+    settings.SUPABASE_URL = "https://abc.supabase.co"
+    assert (
+        _get(_token(alice_id, iss="https://abc.supabase.co/auth/v1"), alice_id).status_code == 200
+    )
+    assert (
+        _get(_token(alice_id, iss="https://evil.supabase.co/auth/v1"), alice_id).status_code == 401
+    )
+    # issue_token follows the setting, so demo tokens keep working.
+    assert _get(issue_token(user_id=alice_id), alice_id).status_code == 200
+
+
+def test_a_service_role_key_acts_for_anyone():
+    token = issue_token(user_id=None, service_role=True)
+    assert "sub" not in jwt.decode(token, options={"verify_signature": False})
+    assert _get(token, str(uuid.uuid4())).status_code == 200
+
+
+def test_cache_stats_needs_the_service_role_or_staff(alice, service, admin_client):
+    assert alice.get("/api/admin/cache-stats").status_code == 403
+    assert APIClient().get("/api/admin/cache-stats").status_code == 401
+    response = service.get("/api/admin/cache-stats")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert {"hits", "misses", "hit_ratio", "keys", "redis_memory", "backend"} <= set(data)
+    assert admin_client.get("/api/admin/cache-stats").status_code == 200

@@ -1,0 +1,200 @@
+"""The OAuth flow against a real HTTP server on 127.0.0.1 standing in for the provider."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.db import connection
+
+from connectors import oauth
+from connectors.models import PlatformConnection
+from tests.conftest import status_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _authorize(client, provider: str = "github") -> dict:
+    response = client.get(f"/api/connectors/{provider}/authorize")
+    assert response.status_code == 200, response.content
+    return response.json()["data"]
+
+
+def test_authorize_returns_the_providers_url_with_state_and_pkce(alice, oauth_provider):
+    data = _authorize(alice)
+    url = urlsplit(data["authorization_url"])
+    query = parse_qs(url.query)
+    assert url.path == "/authorize"
+    assert query["client_id"] == ["github-client"]
+    assert query["state"] == [data["state"]]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == ["http://127.0.0.1:8000/oauth/callback"]
+
+
+def test_callback_connects_and_stores_tokens_encrypted(alice, alice_id, oauth_provider):
+    authorize = _authorize(alice)
+    state = authorize["state"]
+    challenge = parse_qs(urlsplit(authorize["authorization_url"]).query)["code_challenge"][0]
+    tokens = oauth_provider.succeed()
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "the-code", "state": state},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    data = response.json()["data"]
+    assert data["provider"] == "github" and data["connected"] is True
+    assert tokens["access_token"] not in response.content.decode()
+    # What the provider received: the code, our client, and the PKCE verifier whose S256 is
+    # the challenge the browser was sent to the provider with (RFC 7636 section 4.6).
+    form = oauth_provider.requests[-1]["form"]
+    assert form["code"] == "the-code" and form["client_secret"] == "github-secret"
+    verified = (
+        base64.urlsafe_b64encode(hashlib.sha256(form["code_verifier"].encode()).digest())
+        .rstrip(b"=")
+        .decode()
+    )
+    assert verified == challenge
+    row = PlatformConnection.objects.get(user_id=alice_id, provider="github")
+    assert row.access_token == tokens["access_token"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT access_token, refresh_token FROM connectors_platformconnection WHERE id = %s",
+            [row.pk],
+        )
+        stored = cursor.fetchone()
+    assert tokens["access_token"] not in stored[0] and tokens["refresh_token"] not in stored[1]
+    assert status_of(alice, alice_id)["data"]["platforms"]["github"]["connected"] is True
+
+
+def test_reddit_authenticates_with_http_basic_and_no_pkce(alice, oauth_provider):
+    state = _authorize(alice, "reddit")["state"]
+    oauth_provider.succeed()
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "reddit", "code": "c", "state": state},
+        format="json",
+    )
+    assert response.status_code == 200
+    request = oauth_provider.requests[-1]
+    assert request["headers"]["Authorization"].startswith("Basic ")
+    assert "client_secret" not in request["form"] and "code_verifier" not in request["form"]
+
+
+def test_a_state_issued_to_another_user_is_refused(alice, bob, oauth_provider):
+    state = _authorize(bob)["state"]
+    oauth_provider.succeed()
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": state},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_state"
+    assert oauth_provider.requests == []
+
+
+def test_a_state_for_another_provider_is_refused(alice, oauth_provider):
+    state = _authorize(alice, "reddit")["state"]
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": state},
+        format="json",
+    )
+    assert response.json()["error"]["code"] == "invalid_state"
+
+
+def test_a_forged_or_expired_state_is_refused(alice, alice_id, oauth_provider, monkeypatch):
+    forged = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": "abc:def"},
+        format="json",
+    )
+    assert forged.status_code == 400
+    state = _authorize(alice)["state"]
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + oauth.STATE_MAX_AGE_SECONDS + 5)
+    expired = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": state},
+        format="json",
+    )
+    assert expired.status_code == 400
+    assert "expired" in expired.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected_status", "code"),
+    [
+        (
+            400,
+            {"error": "invalid_grant", "error_description": "secret detail"},
+            400,
+            "oauth_exchange_failed",
+        ),
+        (200, {"error": "bad_verification_code"}, 400, "oauth_exchange_failed"),
+        (500, {"error": "oops"}, 502, "provider_unavailable"),
+        (200, b"<html>not json</html>", 502, "provider_unavailable"),
+        (200, {"token_type": "bearer"}, 502, "provider_unavailable"),
+    ],
+)
+def test_provider_failures_become_clear_errors(
+    alice, oauth_provider, status, body, expected_status, code
+):
+    state = _authorize(alice)["state"]
+    oauth_provider.answer(status, body)
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": state},
+        format="json",
+    )
+    assert response.status_code == expected_status
+    assert response.json()["error"]["code"] == code
+    assert "secret detail" not in response.content.decode()
+    assert not PlatformConnection.objects.exists()
+
+
+def test_an_unreachable_provider_is_a_502(alice, oauth_provider, settings):
+    state = _authorize(alice)["state"]
+    clients = dict(settings.OAUTH_CLIENTS)
+    clients["github"] = {**clients["github"], "token_url": "http://127.0.0.1:9/token"}
+    settings.OAUTH_CLIENTS = clients
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": state},
+        format="json",
+    )
+    assert response.status_code == 502
+
+
+def test_an_unconfigured_provider_is_a_503(alice):
+    response = alice.get("/api/connectors/spotify/authorize")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "provider_not_configured"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"provider": "github"},
+        {"provider": "github", "code": "", "state": "s"},
+        {"provider": "myspace", "code": "c", "state": "s"},
+        {"provider": 7, "code": "c", "state": "s"},
+    ],
+)
+def test_bad_callback_bodies_are_400(alice, body):
+    response = alice.post("/api/connectors/callback", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+
+
+def test_malformed_json_is_a_400(alice):
+    response = alice.generic(
+        "POST", "/api/connectors/callback", "{nope", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"

@@ -1,0 +1,125 @@
+"""Bad configuration stops start-up with a message that says how to fix it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BASE_ENV = {
+    "DJANGO_SECRET_KEY": "s" * 50,
+    "SUPABASE_JWT_SECRET": "j" * 40,
+    "TOKEN_ENCRYPTION_KEY": "l9tpR1P3hU6mZSXWbrmQOQxfSzOg0tx2dq8EHUaSShk=",
+}
+PROBE = (
+    "import json, connectors_site.settings as s; "
+    "print(json.dumps({'db': s.DATABASES['default'], 'cache': s.CACHES['default'], "
+    "'hosts': s.ALLOWED_HOSTS}, default=str))"
+)
+
+
+def _load(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("DJANGO_", "DATABASE_", "REDIS_", "UPSTASH_", "SUPABASE_", "TOKEN_", "CACHE_")
+        )
+    }
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**clean, **BASE_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _config(**env: str) -> dict:
+    result = _load(**env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG='maybe' is not a boolean"),
+        ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY is not set"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL has scheme 'mysql'"),
+        ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL has scheme 'http'"),
+        ({"REDIS_SOCKET_TIMEOUT": "fast"}, "REDIS_SOCKET_TIMEOUT='fast' is not a number"),
+        ({"CACHE_KEY_PREFIX": "a{b}"}, "CACHE_KEY_PREFIX='a{b}' must be non-empty without braces"),
+        ({"SUPABASE_JWT_SECRET": "short"}, "SUPABASE_JWT_SECRET must be at least 32 characters"),
+        ({"TOKEN_ENCRYPTION_KEY": "not-a-key"}, "TOKEN_ENCRYPTION_KEY must be comma-separated"),
+        ({"CACHE_MODE": "yolo"}, "CACHE_MODE='yolo' is not one of: service, naive"),
+        ({"DATABASE_POOLER": "x"}, "DATABASE_POOLER='x' is not one of"),
+        (
+            {"SUPABASE_URL": "abc.supabase.co"},
+            "SUPABASE_URL='abc.supabase.co' must be the project URL",
+        ),
+    ],
+)
+def test_bad_values_fail_with_improperly_configured(env, message):
+    result = _load(**env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_no_configuration_means_sqlite_and_no_cache_with_one_warning():
+    result = _load(
+        DJANGO_DEBUG="1", DJANGO_SECRET_KEY="", SUPABASE_JWT_SECRET="", TOKEN_ENCRYPTION_KEY=""
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert config["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert config["cache"]["BACKEND"].endswith("DummyCache")
+    assert result.stderr.count("caching is OFF") == 1
+    assert "REDIS_URL=redis://" in result.stderr
+
+
+def test_postgres_urls_pass_query_options_through_to_psycopg():
+    config = _config(DATABASE_URL="postgres://u:p@db.example.com:5432/app?sslmode=require")
+    assert config["db"]["ENGINE"] == "django.db.backends.postgresql"
+    assert config["db"]["OPTIONS"]["sslmode"] == "require"
+    assert not config["db"].get("DISABLE_SERVER_SIDE_CURSORS")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DATABASE_URL": "postgresql://u:p@aws-0-eu.pooler.supabase.com:6543/postgres"},
+        {"DATABASE_URL": "postgresql://u:p@host:5432/postgres", "DATABASE_POOLER": "transaction"},
+    ],
+)
+def test_the_supabase_transaction_pooler_disables_server_side_cursors(env):
+    assert _config(**env)["db"]["DISABLE_SERVER_SIDE_CURSORS"] is True
+
+
+def test_upstash_tls_urls_configure_django_redis_with_verified_tls():
+    config = _config(
+        UPSTASH_REDIS_URL="rediss://default:pw@eu1.upstash.io:6379",
+        REDIS_TLS_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
+        CACHE_KEY_PREFIX="prod-eu",
+    )
+    cache = config["cache"]
+    assert cache["BACKEND"] == "django_redis.cache.RedisCache"
+    assert cache["LOCATION"].startswith("rediss://")
+    assert cache["KEY_PREFIX"] == "prod-eu"
+    assert cache["OPTIONS"]["SERIALIZER"].endswith("TaggedJSONSerializer")
+    assert cache["OPTIONS"]["IGNORE_EXCEPTIONS"] is True
+    pool = cache["OPTIONS"]["CONNECTION_POOL_KWARGS"]
+    assert pool["ssl_cert_reqs"] == "required"
+    assert pool["ssl_ca_certs"] == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_redis_url_wins_over_upstash_redis_url():
+    config = _config(
+        REDIS_URL="redis://127.0.0.1:6379/3", UPSTASH_REDIS_URL="rediss://x@y.upstash.io:6379"
+    )
+    assert config["cache"]["LOCATION"] == "redis://127.0.0.1:6379/3"
