@@ -12,7 +12,7 @@ DEMO_USERS ?= 25
 PYTHON ?= $(shell for c in python3.13 python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[3-9]*/bin/python3 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3 2>/dev/null) python3; do \
 	$$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 
-.PHONY: help run install test lint typecheck pytest clean
+.PHONY: help run install test lint typecheck pytest clean consistency bench faults fuzz
 
 help:
 	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL)"
@@ -51,3 +51,26 @@ test: lint
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .mypy_cache .ruff_cache .pytest_cache
+
+# Long-run freshness check (bench/consistency.py): its own Postgres database and Redis DB 11.
+consistency: install
+	$(BIN)/python bench/consistency.py
+
+# Issue 5: gunicorn + wrk against its own Postgres database and redis-server, ~5 minutes;
+# writes bench/results/<date>-<commit>.md, latest.md and a PNG chart (bench/run.py).
+bench: install
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/run.py
+
+# Issue 6: Redis kill -9 / SIGSTOP and Postgres stop under load, service vs naive configuration,
+# against its own throwaway Postgres cluster and redis-server, ~8 minutes; writes
+# bench/results/faults-<date>-<commit>.md and faults-latest.md (bench/faults.py).
+faults: install
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/faults.py
+
+# Issue 4: schemathesis against a live runserver (its own SQLite database), far longer than the
+# bounded run in `make test`: FUZZ_EXAMPLES test cases per operation (default 300), both a
+# service-role and a user token; fails on any 5xx or any response that breaks the OpenAPI schema.
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} FUZZ_WORKERS=$${FUZZ_WORKERS:-4} $(BIN)/pytest -q -s tests/test_schema_fuzz.py -k fuzzing

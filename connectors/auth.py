@@ -1,27 +1,55 @@
 """Supabase access tokens for DRF: `Authorization: Bearer <access token>`.
 
-Users' tokens (role `authenticated`) must carry aud=authenticated, an unexpired exp and a UUID
-`sub`; when SUPABASE_URL is set, iss must be `<SUPABASE_URL>/auth/v1`. The service-role key
-(role `service_role`, iss `supabase`, no sub and no aud, as Supabase issues it) may act for any
-user. `anon` tokens and anything else are refused. `user_metadata` is user-editable and is never
-used for authorization (REFERENCES.md, Supabase).
+Two ways a token can be signed, chosen by its header's `alg` before any key is picked:
+
+- ES256 / RS256 (what Supabase issues today): verified with the project's public keys from
+  `SUPABASE_URL/auth/v1/.well-known/jwks.json`, through one PyJWKClient per process (the key set
+  cached JWKS_CACHE_SECONDS, one forced refresh on an unknown `kid`, a short fetch timeout). The
+  key's own type decides its algorithm, so a token cannot choose how its key is used.
+- HS256 (legacy): only when SUPABASE_JWT_SECRET is set, and only ever with that secret, so an
+  HS256 token "signed" with the public JWKS key (algorithm confusion) fails like any forgery.
+
+Users' tokens (role `authenticated`) must carry aud=authenticated, an unexpired exp, a UUID
+`sub` and, when SUPABASE_URL is set, iss = `<SUPABASE_URL>/auth/v1`; `nbf` and `iat` in the
+future are refused (JWT_LEEWAY_SECONDS of clock skew either way). The service-role key (role
+`service_role`, iss `supabase`, no sub and no aud, as Supabase issues it) may act for any user.
+`anon` tokens and anything else are refused. `user_metadata` is user-editable and is never used
+for authorization (REFERENCES.md, Supabase). supabase-py's get_claims() checks neither aud nor
+iss, which is why this module does the verification itself.
+
+A JWKS that cannot be fetched is a 503 `auth_unavailable` with Retry-After, not a 401: the
+client's token may be perfectly good and there is nothing the client could change.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from django.conf import settings
-from rest_framework import exceptions
+from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-ALGORITHMS = ["HS256"]
+ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
+SYMMETRIC_ALGORITHM = "HS256"
 SERVICE_ROLE = "service_role"
 AUTHENTICATED = "authenticated"
+JWKS_PATH = "/auth/v1/.well-known/jwks.json"
+MAX_TOKEN_LENGTH = 8192
+
+
+class AuthUnavailable(exceptions.APIException):
+    """The identity provider (JWKS, Supabase Auth) could not be asked: retry later."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Access tokens cannot be verified right now; try again shortly."
+    default_code = "auth_unavailable"
+    retry_after = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,26 +65,95 @@ class SupabasePrincipal:
         return self.role == SERVICE_ROLE
 
 
+# --- JWKS -------------------------------------------------------------------------------------
+_jwks_clients: dict[tuple[str, float, float, float], jwt.PyJWKClient] = {}
+_jwks_lock = threading.Lock()
+
+
+def jwks_url() -> str:
+    return f"{settings.SUPABASE_URL}{JWKS_PATH}"
+
+
+def jwks_client() -> jwt.PyJWKClient:
+    """This process's PyJWKClient for the configured project (created on first use).
+
+    One per process so its key-set cache is shared by every request; keyed by URL and tuning
+    so a settings change (tests) gets a fresh client rather than another project's keys.
+    """
+    config = (
+        jwks_url(),
+        float(settings.JWKS_CACHE_SECONDS),
+        float(settings.JWKS_TIMEOUT),
+        float(settings.JWKS_REFRESH_COOLDOWN_SECONDS),
+    )
+    client = _jwks_clients.get(config)
+    if client is None:
+        with _jwks_lock:
+            client = _jwks_clients.get(config)
+            if client is None:
+                client = jwt.PyJWKClient(
+                    config[0],
+                    cache_jwk_set=True,
+                    lifespan=config[1],
+                    timeout=config[2],
+                    cooldown_duration=config[3],
+                    # No per-kid lru cache: a key removed from the JWKS (revoked) must stop
+                    # verifying once the key set is refetched.
+                    cache_keys=False,
+                )
+                _jwks_clients[config] = client
+    return client
+
+
+def _jwks_signing_key(token: str, alg: str) -> Any:
+    if not settings.SUPABASE_URL:
+        raise exceptions.AuthenticationFailed("The access token's algorithm is not accepted.")
+    try:
+        signing_key = jwks_client().get_signing_key_from_jwt(token)
+    except jwt.PyJWKClientConnectionError as e:
+        raise AuthUnavailable() from e
+    except (jwt.PyJWKClientError, jwt.PyJWKSetError) as e:
+        # An unknown kid (after the one refresh), or a key set without usable keys.
+        raise exceptions.AuthenticationFailed(
+            "The access token was signed with an unknown key."
+        ) from e
+    except jwt.InvalidTokenError as e:
+        raise exceptions.AuthenticationFailed("The access token is malformed.") from e
+    if signing_key.algorithm_name != alg:
+        # The key's type (EC P-256 / RSA) fixes its algorithm; the token does not get a say.
+        raise exceptions.AuthenticationFailed("The access token's algorithm is not accepted.")
+    return signing_key.key
+
+
+# --- Verification -----------------------------------------------------------------------------
 def verify_token(token: str) -> SupabasePrincipal:
     """Verify a Supabase JWT, or raise AuthenticationFailed with a reason a client can act on."""
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as e:
+    except jwt.InvalidTokenError as e:  # DecodeError, and a kid that is not a string
         raise exceptions.AuthenticationFailed("The access token is malformed.") from e
-    if header.get("alg") not in ALGORITHMS:
-        # Refuses alg "none" and any algorithm this server is not configured for, before any key
-        # is chosen (no algorithm confusion).
+    alg = header.get("alg")
+    key: Any
+    if alg in ASYMMETRIC_ALGORITHMS:
+        key = _jwks_signing_key(token, str(alg))
+    elif alg == SYMMETRIC_ALGORITHM and settings.SUPABASE_JWT_SECRET:
+        key = settings.SUPABASE_JWT_SECRET
+    else:
+        # Refuses alg "none", HS256 without a configured secret, and anything else, before any
+        # key is chosen (no algorithm confusion).
         raise exceptions.AuthenticationFailed("The access token's algorithm is not accepted.")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            settings.SUPABASE_JWT_SECRET,
-            algorithms=ALGORITHMS,
+            key,
+            algorithms=[str(alg)],
             options={"require": ["exp"], "verify_aud": False},
             leeway=settings.JWT_LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError as e:
         raise exceptions.AuthenticationFailed("The access token has expired.") from e
+    except jwt.ImmatureSignatureError as e:
+        raise exceptions.AuthenticationFailed("The access token is not valid yet.") from e
     except jwt.InvalidTokenError as e:
         raise exceptions.AuthenticationFailed("The access token is not valid.") from e
 
@@ -75,7 +172,9 @@ def verify_token(token: str) -> SupabasePrincipal:
         raise exceptions.AuthenticationFailed("The access token was issued by another project.")
     subject = claims.get("sub")
     try:
-        user_id = str(uuid.UUID(subject)) if isinstance(subject, str) else None
+        user_id = (
+            str(uuid.UUID(subject)) if isinstance(subject, str) and len(subject) == 36 else None
+        )
     except ValueError:
         user_id = None
     if user_id is None:
@@ -96,12 +195,74 @@ class SupabaseJWTAuthentication(BaseAuthentication):
             token = parts[1].decode("ascii")
         except UnicodeDecodeError as e:
             raise exceptions.AuthenticationFailed("The access token is malformed.") from e
-        if len(token) > 8192:
+        if len(token) > MAX_TOKEN_LENGTH:
             raise exceptions.AuthenticationFailed("The access token is malformed.")
         return verify_token(token), token
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="connectors"'
+
+
+# --- Strict mode: ask Supabase Auth whether the session still exists -------------------------
+_supabase_clients: dict[tuple[str, str, float], Any] = {}
+
+
+def _supabase_client() -> Any:
+    """One supabase-py client per process, never signed in (REFERENCES.md: create once with
+    persist_session=False, auto_refresh_token=False)."""
+    from supabase import ClientOptions, create_client
+
+    apikey = settings.SUPABASE_ANON_KEY or settings.SUPABASE_SERVICE_ROLE_KEY
+    config = (settings.SUPABASE_URL, apikey, float(settings.SUPABASE_AUTH_TIMEOUT))
+    client = _supabase_clients.get(config)
+    if client is None:
+        with _jwks_lock:
+            client = _supabase_clients.get(config)
+            if client is None:
+                import httpx
+
+                client = create_client(
+                    config[0],
+                    config[1],
+                    options=ClientOptions(
+                        persist_session=False,
+                        auto_refresh_token=False,
+                        httpx_client=httpx.Client(timeout=config[2], follow_redirects=False),
+                    ),
+                )
+                _supabase_clients[config] = client
+    return client
+
+
+def confirm_session(principal: SupabasePrincipal, token: str) -> None:
+    """Strict mode: Supabase Auth must still know this token's user (GET /auth/v1/user).
+
+    A verified JWT stays valid until it expires even after its user signed out or was deleted;
+    for the writes that change a user's connections, SUPABASE_STRICT_WRITES closes that window.
+    """
+    from supabase_auth.errors import AuthApiError, AuthError
+
+    try:
+        response = _supabase_client().auth.get_user(token)
+    except AuthApiError as e:
+        if e.status >= 500:
+            raise AuthUnavailable() from e
+        raise exceptions.AuthenticationFailed(
+            "The session behind this access token has ended; sign in again."
+        ) from e
+    except AuthError as e:  # network errors and the Auth server's 502/503/504
+        raise AuthUnavailable() from e
+    except ValueError as e:  # a body that is not a user (pydantic's ValidationError)
+        raise AuthUnavailable() from e
+    user = getattr(response, "user", None)
+    if user is None or str(getattr(user, "id", "")) != principal.user_id:
+        raise exceptions.AuthenticationFailed(
+            "The session behind this access token has ended; sign in again."
+        )
+
+
+class IssueTokenUnavailable(Exception):
+    """issue_token needs the HS256 secret, and this server has none (JWKS only)."""
 
 
 def issue_token(
@@ -112,8 +273,12 @@ def issue_token(
     email: str | None = None,
 ) -> str:
     """Sign a token the way Supabase does, with the configured HS256 secret (demos, tests)."""
-    import time
-
+    if not settings.SUPABASE_JWT_SECRET:
+        raise IssueTokenUnavailable(
+            "Tokens are signed with SUPABASE_JWT_SECRET (HS256), which is not set: this server "
+            "verifies tokens with the project's JWKS only. Sign in through Supabase Auth for a "
+            "real token, or set SUPABASE_JWT_SECRET to the project's legacy JWT secret."
+        )
     now = int(time.time())
     claims: dict[str, Any]
     if service_role:
@@ -133,4 +298,4 @@ def issue_token(
             "is_anonymous": False,
             "email": email or f"{user_id[:8]}@example.com",
         }
-    return jwt.encode(claims, settings.SUPABASE_JWT_SECRET, algorithm="HS256")
+    return jwt.encode(claims, settings.SUPABASE_JWT_SECRET, algorithm=SYMMETRIC_ALGORITHM)

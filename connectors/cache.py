@@ -22,6 +22,7 @@ stay valid on Redis Cluster. Hits cost exactly one GET; invalidation is one DEL,
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import hashlib
 import json
@@ -29,21 +30,24 @@ import logging
 import math
 import os
 import random
+import re
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 from django.conf import settings
 from django.core.cache import caches
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django_redis.exceptions import ConnectionInterrupted
 from redis.commands.core import Script
 
+from connectors.breaker import CircuitBreaker, Permit, State
 from connectors.errors import CacheUnavailable, DomainError, InvalidJobId, InvalidUserId
 
 logger = logging.getLogger("connectors.cache")
@@ -56,10 +60,10 @@ TTL_SECONDS: dict[str, int] = {
     "extraction_job": 60,
     "platform_rate_limit": 3600,
 }
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATS_KEY = "cache_stats"
 
-_REDIS_ERRORS = (redis.RedisError, OSError)
+_REDIS_ERRORS = (redis.RedisError, OSError, ConnectionInterrupted)
 
 
 def ttl_seconds(name: str) -> float:
@@ -70,15 +74,21 @@ def ttl_seconds(name: str) -> float:
 _UUID_EXAMPLE = "7f9c24e8-3b1a-4b8e-9a52-1c6f4c1e2d3a"
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _canonical_uuid(value: object, error: type[DomainError], name: str) -> str:
+    # Only the 8-4-4-4-12 hex form, in either case. uuid.UUID() alone is too lenient: it
+    # accepts braces, "urn:uuid:", surrounding spaces and non-ASCII digits, and maps some of
+    # them to a *different* valid id.
     if isinstance(value, uuid.UUID):
         return str(value)
-    # The length check runs first so that no oversized or odd input reaches the parser.
-    if isinstance(value, str) and len(value) == 36 and value.isascii():
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
+    if isinstance(value, str):
+        if _CANONICAL_UUID.fullmatch(value):
+            return value  # the common case, checked on every request
+        lowered = value.lower()
+        if value.isascii() and _CANONICAL_UUID.fullmatch(lowered):
+            return lowered
     raise error(f"{name} must be a UUID such as {_UUID_EXAMPLE}.")
 
 
@@ -136,17 +146,146 @@ def _full_key(key: str) -> str:
     return str(_backend().make_key(key))
 
 
+def _replay_before_close() -> bool:
+    from connectors import outbox
+
+    try:
+        return outbox.replay()
+    except DatabaseError as e:
+        logger.warning("Cannot replay pending invalidations, database unavailable: %s", e)
+        return False
+
+
+breaker = CircuitBreaker(
+    "redis",
+    failure_threshold=max(1, settings.CACHE_BREAKER_THRESHOLD),
+    cooldown=settings.CACHE_BREAKER_COOLDOWN_SECONDS,
+    before_close=_replay_before_close,
+)
+
+# Set by the outbox sweeper when invalidations are known to be undelivered and cannot be
+# delivered now: Redis may then hold stale entries even though this process saw no failure.
+_undelivered = threading.Event()
+
+
+def set_undelivered(undelivered: bool) -> None:
+    if undelivered and not _undelivered.is_set():
+        logger.warning(
+            "Undelivered invalidations pending: reading from the database until they are replayed"
+        )
+        _undelivered.set()
+    elif not undelivered and _undelivered.is_set():
+        logger.info("Pending invalidations replayed: reading from Redis again")
+        _undelivered.clear()
+
+
+def _breaker_on() -> bool:
+    return bool(settings.CACHE_BREAKER_THRESHOLD > 0)
+
+
+def _call[T](operation: Callable[[redis.Redis], T], *, bypass_breaker: bool = False) -> T:
+    """Run one Redis operation through the circuit breaker; CacheUnavailable if it cannot."""
+    guarded = _breaker_on() and not bypass_breaker
+    if guarded:
+        permit = breaker.allow()
+        if permit is Permit.PROBE:
+            threading.Thread(target=_probe, name="redis-probe", daemon=True).start()
+        if permit is not Permit.ALLOW:
+            raise CacheUnavailable("Redis skipped: circuit breaker open")
+    try:
+        result = operation(_redis())
+    except _REDIS_ERRORS as e:
+        if guarded:
+            breaker.record_failure(e)
+        raise CacheUnavailable(f"Redis is unavailable: {e}") from e
+    if guarded:
+        breaker.record_success()
+    return result
+
+
+def _probe() -> None:
+    """Test a recovering Redis off the request path: PING, replay what it missed (the
+    breaker's before_close), and only then let requests use it again. Then re-warm the users
+    this process served last, so that a Redis that came back empty is useful again at once."""
+    from django.db import connection
+
+    try:
+        try:
+            _redis().ping()
+        except _REDIS_ERRORS as e:
+            breaker.record_failure(e)
+            return
+        breaker.record_success()
+        if breaker.state is State.CLOSED:
+            _run_recovery_hooks()
+    finally:
+        connection.close()  # the replay and the warm-up used this thread's own connection
+
+
+# Users this process served lately, newest last (deque appends are atomic: no lock on the
+# hot path). After an outage they are read through again, hits costing one GET each.
+_recent_users: collections.deque[str] = collections.deque(
+    maxlen=max(1, settings.CACHE_WARM_ON_RECOVERY)
+)
+_recovery_hooks: list[Callable[[list[str]], None]] = []
+
+
+def on_recovery(hook: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+    """Register `hook(user_ids)`, called with recently served users once Redis is back."""
+    _recovery_hooks.append(hook)
+    return hook
+
+
+def _run_recovery_hooks() -> None:
+    if settings.CACHE_WARM_ON_RECOVERY <= 0:
+        return
+    users = list(dict.fromkeys(reversed(_recent_users)))  # newest first, each once
+    started = time.perf_counter()
+    for hook in _recovery_hooks:
+        try:
+            hook(users)
+        except Exception:  # a failed warm-up only costs hit ratio, never correctness
+            logger.exception("Re-warming the cache after recovery failed")
+            return
+    logger.info(
+        "Re-warmed %d recently served user(s) in %.1fs after recovery",
+        len(users),
+        time.perf_counter() - started,
+    )
+
+
+def _usable() -> bool:
+    """Whether reads may use Redis at all right now (in-memory checks only: every read pays)."""
+    if not enabled() or _undelivered.is_set():
+        return False
+    from connectors import outbox
+
+    outbox.sweeper.ensure_running()
+    return not _breaker_on() or not breaker.is_open()
+
+
 # --- Generic get / set / delete (JSON values, contract TTLs) --------------------------------
-def get(key: str) -> Any:
-    return _backend().get(key)
+# Through django-redis' client (not RedisCache, whose IGNORE_EXCEPTIONS would hide failures
+# from the breaker), so these degrade exactly like the status path: quietly, and fast.
+def get(key: str, default: Any = None) -> Any:
+    if not enabled():
+        return default
+    try:
+        return _call(lambda r: _backend().client.get(key, default=default, client=r))
+    except CacheUnavailable:
+        return default
 
 
 def set(key: str, value: Any, ttl: float) -> None:
-    _backend().set(key, value, timeout=ttl)
+    if enabled():
+        with contextlib.suppress(CacheUnavailable):
+            _call(lambda r: _backend().client.set(key, value, timeout=ttl, client=r))
 
 
 def delete(key: str) -> None:
-    _backend().delete(key)
+    if enabled():
+        with contextlib.suppress(CacheUnavailable):
+            _call(lambda r: _backend().client.delete(key, client=r))
 
 
 # --- Stats ----------------------------------------------------------------------------------
@@ -180,13 +319,21 @@ class _Stats:
             pending, self._pending = self._pending, {"hits": 0, "misses": 0}
         if not any(pending.values()) or not enabled():
             return
-        try:
-            pipe = _redis().pipeline(transaction=False)
+
+        def increment(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
             for field, count in pending.items():
                 if count:
                     pipe.hincrby(_full_key(STATS_KEY), field, count)
             pipe.execute()
-        except _REDIS_ERRORS:
+
+        try:
+            # A background thread must not steer the breaker (nor become its probe): it keeps
+            # its counts while Redis is being skipped, and its failures are not the requests'.
+            if _breaker_on() and breaker.state is not State.CLOSED:
+                raise CacheUnavailable("breaker not closed")
+            _call(increment, bypass_breaker=True)
+        except CacheUnavailable:
             with self._lock:
                 for field, count in pending.items():
                     self._pending[field] += count
@@ -197,24 +344,27 @@ stats = _Stats()
 
 def cache_stats() -> dict[str, Any]:
     stats.flush()
-    result: dict[str, Any] = {"backend": backend_name(), "enabled": enabled()}
+    result: dict[str, Any] = {
+        "backend": backend_name(),
+        "enabled": enabled(),
+        "breaker": breaker.state.value if enabled() and _breaker_on() else None,
+        "undelivered_invalidations": _undelivered.is_set(),
+    }
     if not enabled():
         with stats._lock:
             hits, misses = stats._pending["hits"], stats._pending["misses"]
         result.update(hits=hits, misses=misses, keys=0, redis_memory=None)
     else:
-        try:
-            r = _redis()
+
+        def collect(r: redis.Redis) -> tuple[dict[Any, Any], int, dict[str, Any]]:
             counts = r.hgetall(_full_key(STATS_KEY))
-            hits = int(counts.get(b"hits", 0))
-            misses = int(counts.get(b"misses", 0))
             keys = sum(1 for _ in r.scan_iter(match=_prefix_pattern(), count=1000))
-            memory = r.info("memory")
-        except _REDIS_ERRORS as e:
-            raise CacheUnavailable(f"Redis is unavailable: {e}") from e
+            return counts, keys, r.info("memory")
+
+        counts, keys, memory = _call(collect)
         result.update(
-            hits=hits,
-            misses=misses,
+            hits=int(counts.get(b"hits", 0)),
+            misses=int(counts.get(b"misses", 0)),
             keys=keys,
             redis_memory={
                 "used_memory": memory.get("used_memory"),
@@ -265,52 +415,104 @@ def _job_slot(job_id: object) -> _Slot:
     return _Slot("extraction_job", normalize_job_id(job_id))
 
 
-@dataclass(frozen=True, slots=True)
 class CachedRead:
-    data: dict[str, Any]
-    cached: bool
-    etag: str
+    """What a read-through returns: the document as JSON bytes, ready to be sent as they are.
+
+    A hit never decodes the document: `body` goes straight into the response. `data` decodes
+    it on demand, for callers that need to look inside.
+    """
+
+    __slots__ = ("_data", "body", "cached", "etag", "stale")
+
+    def __init__(
+        self,
+        body: bytes,
+        *,
+        cached: bool,
+        etag: str,
+        stale: bool = False,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.body = body
+        self.cached = cached
+        self.etag = etag
+        # Served past its TTL because the database could not be asked (RFC 5861 stale-if-error).
+        self.stale = stale
+        self._data = data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, cached: bool = False) -> CachedRead:
+        body = _dumps(data)
+        return cls(body, cached=cached, etag=_etag(body), data=data)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self.body)
+        return self._data
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _etag(body: bytes) -> str:
+    # The document carries every row's DB-assigned version, so any committed write changes it.
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
 def etag_for(data: dict[str, Any]) -> str:
-    # Status data carries every row's DB-assigned version, so any committed write changes it.
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-    return f'"{digest[:32]}"'
+    return _etag(_dumps(data))
 
 
-def _encode_entry(slot: _Slot, data: dict[str, Any], etag: str, fill_seconds: float) -> bytes:
-    entry = {
+def _encode_entry(slot: _Slot, body: bytes, etag: str, fill_seconds: float) -> bytes:
+    """A one-line JSON header, a newline, then the document's JSON bytes.
+
+    Compact JSON never contains a raw newline, so the first one ends the header. Keeping the
+    document as bytes lets a hit send it without decoding and re-encoding it.
+    """
+    header = {
         "s": SCHEMA_VERSION,
         "k": slot.ident,
         "etag": etag,
+        "n": len(body),
         "delta": round(fill_seconds, 6),
         "exp": round(time.time() + ttl_seconds(slot.kind), 3),
-        "data": data,
     }
-    return json.dumps(entry, separators=(",", ":")).encode()
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
 
 
 def _ttl_ms(slot: _Slot) -> int:
-    return max(1, int(ttl_seconds(slot.kind) * 1000))
+    # Redis keeps an entry past its TTL for the stale-if-error window only: a fresh read never
+    # serves it without first trying the database (see _read_through).
+    seconds = ttl_seconds(slot.kind) + settings.CACHE_STALE_IF_ERROR_SECONDS
+    return max(1, int(seconds * 1000))
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    data: dict[str, Any]
+    body: bytes
     etag: str
     delta: float
     expires_at: float
 
 
 def _decode_entry(raw: bytes | str, slot: _Slot) -> _Entry | None:
-    """A stored entry, or None if it is not one we wrote (planted, truncated, old schema)."""
+    """A stored entry, or None if it is not one we wrote (planted, truncated, old schema).
+
+    The ETag is the SHA-256 of the document, so checking it (about 2 us for a status document)
+    also catches a document cut short or altered.
+    """
     try:
-        entry = json.loads(raw)
-        if entry["s"] != SCHEMA_VERSION or entry["k"] != slot.ident:
+        if isinstance(raw, str):
+            raw = raw.encode()
+        header_bytes, separator, body = raw.partition(b"\n")
+        header = json.loads(header_bytes)
+        if not separator or header["s"] != SCHEMA_VERSION or header["k"] != slot.ident:
             raise ValueError("schema or owner mismatch")
-        if not isinstance(entry["data"], dict):
-            raise ValueError("data is not an object")
-        return _Entry(entry["data"], str(entry["etag"]), float(entry["delta"]), float(entry["exp"]))
+        if header["n"] != len(body) or header["etag"] != _etag(body):
+            raise ValueError("document does not match its header")
+        return _Entry(body, header["etag"], float(header["delta"]), float(header["exp"]))
     except (ValueError, KeyError, TypeError) as e:
         logger.warning("Discarding unreadable %s entry (%s)", slot.describe(), e)
         return None
@@ -340,6 +542,17 @@ end
 return 0
 """,
 )
+# The lease for an early (XFetch) or expired-entry refresh, granted only while the stored entry
+# is still the one the caller read. Without that check a second reader that read the old entry
+# could take the lease right after the first refresher's fill released it, and refill again.
+_REFRESH_LEASE = Script(
+    None,  # type: ignore[arg-type]
+    b"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
+""",
+)
 _RELEASE = Script(
     None,  # type: ignore[arg-type]
     b"""
@@ -359,7 +572,9 @@ Loader = Callable[[], dict[str, Any]]
 
 def read_platform_status(user_id: object, loader: Loader) -> CachedRead:
     """Serve the user's status from Redis, or load it with `loader` and cache it safely."""
-    return _read_through(_status_slot(user_id), loader)
+    slot = _status_slot(user_id)
+    _recent_users.append(slot.ident)
+    return _read_through(slot, loader)
 
 
 def read_extraction_job(job_id: object, loader: Loader) -> CachedRead:
@@ -367,54 +582,60 @@ def read_extraction_job(job_id: object, loader: Loader) -> CachedRead:
 
 
 def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
-    if not enabled() or _is_dirty_key(slot.key):
+    if not _usable() or _is_dirty_key(slot.key):
         return _load_uncached(loader)
     started = time.perf_counter()
+    key = _full_key(slot.key)
     try:
-        r = _redis()
-        key = _full_key(slot.key)
-        raw = r.get(key)
-    except _REDIS_ERRORS as e:
-        logger.warning("Cache unavailable, reading %s from DB: %s", slot.describe(), e)
+        raw = _call(lambda r: r.get(key))
+    except CacheUnavailable as e:
+        logger.debug("Reading %s from DB: %s", slot.describe(), e)
         return _load_uncached(loader)
-    entry = _decode_entry(raw, slot) if raw is not None else None
-    if entry is not None:
-        if _should_refresh_early(entry):
-            refreshed = _refresh_early(r, slot, key, loader)
-            if refreshed is not None:
-                return refreshed
-        stats.record("hits")
-        logger.info(
-            "Cache HIT: %s (%.1fms)", slot.describe(), (time.perf_counter() - started) * 1000
-        )
-        return CachedRead(entry.data, cached=True, etag=entry.etag)
     if raw is not None:
-        _delete_quietly(r, key)
+        entry = _decode_entry(raw, slot)
+        if entry is not None:
+            if time.time() >= entry.expires_at or _should_refresh_early(entry):
+                refreshed = _refresh(slot, key, loader, entry, raw)
+                if refreshed is not None:
+                    return refreshed
+            stats.record("hits")
+            if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
+                logger.info(
+                    "Cache HIT: %s (%.1fms)",
+                    slot.describe(),
+                    (time.perf_counter() - started) * 1000,
+                )
+            return CachedRead(entry.body, cached=True, etag=entry.etag)
+        _delete_quietly(key)
     if _naive():
-        return _naive_miss(r, slot, key, loader)
-    return _miss(r, slot, key, loader, started)
+        return _naive_miss(slot, key, loader)
+    return _miss(slot, key, loader, started)
 
 
 def _load_uncached(loader: Loader) -> CachedRead:
     data = loader()
-    return CachedRead(data, cached=False, etag=etag_for(data))
+    return CachedRead.from_data(data)
 
 
-def _miss(r: redis.Redis, slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:
+def _miss(slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:
     lease_key = _full_key(slot.lease_key)
     token = secrets.token_hex(8)
     deadline = time.monotonic() + settings.CACHE_LEASE_WAIT_MS / 1000
     pause = 0.002
     while True:
         try:
-            reply = _ACQUIRE(keys=[key, lease_key], args=[token, settings.CACHE_LEASE_MS], client=r)
-        except _REDIS_ERRORS as e:
-            logger.warning("Cache unavailable, reading %s from DB: %s", slot.describe(), e)
+            reply = _call(
+                lambda r: _ACQUIRE(
+                    keys=[key, lease_key], args=[token, settings.CACHE_LEASE_MS], client=r
+                )
+            )
+        except CacheUnavailable as e:
+            logger.debug("Reading %s from DB: %s", slot.describe(), e)
             return _load_uncached(loader)
         if reply[0] == 1:
             entry = _decode_entry(reply[1], slot)
             if entry is None:
-                _delete_quietly(r, key)
+                _delete_quietly(key)
                 continue
             stats.record("hits")
             logger.info(
@@ -422,9 +643,9 @@ def _miss(r: redis.Redis, slot: _Slot, key: str, loader: Loader, started: float)
                 slot.describe(),
                 (time.perf_counter() - started) * 1000,
             )
-            return CachedRead(entry.data, cached=True, etag=entry.etag)
+            return CachedRead(entry.body, cached=True, etag=entry.etag)
         if reply[0] == 2:
-            return _fill_holding_lease(r, slot, key, lease_key, token, loader)
+            return _fill_holding_lease(slot, key, lease_key, token, loader)
         if time.monotonic() >= deadline:
             # The filler is slow or dead and its lease has not expired yet: answer from the DB
             # without caching rather than keep this request waiting longer.
@@ -436,25 +657,24 @@ def _miss(r: redis.Redis, slot: _Slot, key: str, loader: Loader, started: float)
 
 
 def _fill_holding_lease(
-    r: redis.Redis, slot: _Slot, key: str, lease_key: str, token: str, loader: Loader
+    slot: _Slot, key: str, lease_key: str, token: str, loader: Loader
 ) -> CachedRead:
     db_started = time.perf_counter()
     try:
         data = loader()
     except BaseException:
         # Let the next reader take over at once instead of waiting out the lease.
-        with contextlib.suppress(*_REDIS_ERRORS):
-            _RELEASE(keys=[lease_key], args=[token], client=r)
+        with contextlib.suppress(CacheUnavailable):
+            _call(lambda r: _RELEASE(keys=[lease_key], args=[token], client=r))
         raise
     db_seconds = time.perf_counter() - db_started
-    etag = etag_for(data)
+    result = CachedRead.from_data(data)
+    payload = _encode_entry(slot, result.body, result.etag, db_seconds)
     try:
-        stored = _FILL(
-            keys=[key, lease_key],
-            args=[token, _encode_entry(slot, data, etag, db_seconds), _ttl_ms(slot)],
-            client=r,
+        stored = _call(
+            lambda r: _FILL(keys=[key, lease_key], args=[token, payload, _ttl_ms(slot)], client=r)
         )
-    except _REDIS_ERRORS as e:
+    except CacheUnavailable as e:
         logger.warning("Could not cache %s: %s", slot.describe(), e)
         stored = 0
     stats.record("misses")
@@ -470,7 +690,7 @@ def _fill_holding_lease(
             slot.describe(),
             db_seconds * 1000,
         )
-    return CachedRead(data, cached=False, etag=etag)
+    return result
 
 
 def _should_refresh_early(entry: _Entry) -> bool:
@@ -481,34 +701,52 @@ def _should_refresh_early(entry: _Entry) -> bool:
     return time.time() - entry.delta * beta * math.log(1.0 - random.random()) >= entry.expires_at
 
 
-def _refresh_early(r: redis.Redis, slot: _Slot, key: str, loader: Loader) -> CachedRead | None:
+def _refresh(
+    slot: _Slot, key: str, loader: Loader, entry: _Entry, raw: bytes | str
+) -> CachedRead | None:
+    """Reload an entry that is expiring (XFetch) or expired. None: keep serving `entry`.
+
+    Only the lease holder reloads; everyone else keeps getting the current entry meanwhile. If
+    the database fails and the entry is past its TTL, it is served marked stale (RFC 5861
+    stale-if-error) rather than failing the request.
+    """
     lease_key = _full_key(slot.lease_key)
     token = secrets.token_hex(8)
     try:
-        if not r.set(lease_key, token, nx=True, px=settings.CACHE_LEASE_MS):
-            return None  # someone else is refreshing; keep serving the current value
-    except _REDIS_ERRORS:
+        granted = _call(
+            lambda r: _REFRESH_LEASE(
+                keys=[key, lease_key], args=[raw, token, settings.CACHE_LEASE_MS], client=r
+            )
+        )
+    except CacheUnavailable:
         return None
-    logger.info("Refreshing %s early (XFetch)", slot.describe())
-    return _fill_holding_lease(r, slot, key, lease_key, token, loader)
+    if not granted:
+        return None  # already refreshed or being refreshed: keep serving what we read
+    logger.info("Refreshing %s before it expires", slot.describe())
+    try:
+        return _fill_holding_lease(slot, key, lease_key, token, loader)
+    except DatabaseError as e:
+        if time.time() < entry.expires_at:
+            return None
+        logger.warning("Serving %s past its TTL, database unavailable: %s", slot.describe(), e)
+        stats.record("hits")
+        return CachedRead(entry.body, cached=True, etag=entry.etag, stale=True)
 
 
-def _naive_miss(r: redis.Redis, slot: _Slot, key: str, loader: Loader) -> CachedRead:
+def _naive_miss(slot: _Slot, key: str, loader: Loader) -> CachedRead:
     """The textbook version the consistency checker must catch: read the DB, then plain SET."""
     db_started = time.perf_counter()
-    data = loader()
-    etag = etag_for(data)
-    with contextlib.suppress(*_REDIS_ERRORS):
-        r.set(
-            key, _encode_entry(slot, data, etag, time.perf_counter() - db_started), px=_ttl_ms(slot)
-        )
+    result = CachedRead.from_data(loader())
+    payload = _encode_entry(slot, result.body, result.etag, time.perf_counter() - db_started)
+    with contextlib.suppress(CacheUnavailable):
+        _call(lambda r: r.set(key, payload, px=_ttl_ms(slot)))
     stats.record("misses")
-    return CachedRead(data, cached=False, etag=etag)
+    return result
 
 
-def _delete_quietly(r: redis.Redis, key: str) -> None:
-    with contextlib.suppress(*_REDIS_ERRORS):
-        r.delete(key)
+def _delete_quietly(key: str) -> None:
+    with contextlib.suppress(CacheUnavailable):
+        _call(lambda r: r.delete(key))
 
 
 # --- The contract's helpers -----------------------------------------------------------------
@@ -517,12 +755,13 @@ def get_cached_platform_status(user_id: object) -> dict[str, Any] | None:
     slot = _status_slot(user_id)
     if not enabled():
         return None
+    key = _full_key(slot.key)
     try:
-        raw = _redis().get(_full_key(slot.key))
-    except _REDIS_ERRORS:
+        raw = _call(lambda r: r.get(key))
+    except CacheUnavailable:
         return None
     entry = _decode_entry(raw, slot) if raw is not None else None
-    return entry.data if entry else None
+    return json.loads(entry.body) if entry else None
 
 
 def acquire_platform_status_lease(user_id: object) -> str | None:
@@ -531,9 +770,10 @@ def acquire_platform_status_lease(user_id: object) -> str | None:
     if not enabled():
         return None
     token = secrets.token_hex(8)
+    lease_key = _full_key(slot.lease_key)
     try:
-        taken = _redis().set(_full_key(slot.lease_key), token, nx=True, px=settings.CACHE_LEASE_MS)
-    except _REDIS_ERRORS:
+        taken = _call(lambda r: r.set(lease_key, token, nx=True, px=settings.CACHE_LEASE_MS))
+    except CacheUnavailable:
         return None
     return token if taken else None
 
@@ -545,19 +785,14 @@ def set_cached_platform_status(
     slot = _status_slot(user_id)
     if not enabled():
         return False
+    keys = [_full_key(slot.key), _full_key(slot.lease_key)]
+    body = _dumps(status)
+    payload = _encode_entry(slot, body, _etag(body), fill_seconds)
     try:
         return bool(
-            _FILL(
-                keys=[_full_key(slot.key), _full_key(slot.lease_key)],
-                args=[
-                    lease,
-                    _encode_entry(slot, status, etag_for(status), fill_seconds),
-                    _ttl_ms(slot),
-                ],
-                client=_redis(),
-            )
+            _call(lambda r: _FILL(keys=keys, args=[lease, payload, _ttl_ms(slot)], client=r))
         )
-    except _REDIS_ERRORS:
+    except CacheUnavailable:
         return False
 
 
@@ -570,16 +805,40 @@ def invalidate_extraction_job_cache(job_id: object) -> bool:
     return _invalidate(_job_slot(job_id))
 
 
+def invalidate_platform_status_many(
+    user_ids: Iterable[str], *, bypass_breaker: bool = False
+) -> bool:
+    """Drop many users' entries in one pipelined round trip (outbox replay)."""
+    if not enabled():
+        return True
+    slots = [_status_slot(u) for u in user_ids]
+
+    def delete_all(r: redis.Redis) -> None:
+        pipe = r.pipeline(transaction=False)
+        for slot in slots:
+            # One DEL per user: both keys share the user's hash slot.
+            pipe.delete(_full_key(slot.key), _full_key(slot.lease_key))
+        pipe.execute()
+
+    try:
+        _call(delete_all, bypass_breaker=bypass_breaker)
+    except CacheUnavailable as e:
+        logger.warning("Could not replay %d invalidation(s): %s", len(slots), e)
+        return False
+    return True
+
+
 def _invalidate(slot: _Slot) -> bool:
     if not enabled():
         return True
     started = time.perf_counter()
+    keys = (_full_key(slot.key), _full_key(slot.lease_key))
     try:
         # One DEL for both keys (same hash slot): a filler holding the old lease can no longer
         # store what it read before this point.
-        _redis().delete(_full_key(slot.key), _full_key(slot.lease_key))
-    except _REDIS_ERRORS as e:
-        logger.error("Could not invalidate %s: %s", slot.describe(), e)
+        _call(lambda r: r.delete(*keys))
+    except CacheUnavailable as e:
+        logger.error("Could not invalidate %s (kept for replay): %s", slot.describe(), e)
         return False
     logger.info(
         "Invalidated %s cache for %s %s (%.1fms)",
@@ -625,7 +884,16 @@ def _invalidate_on_commit(slot: _Slot, using: str | None) -> None:
 
 
 def _invalidate_after_commit(slot: _Slot, conn: BaseDatabaseWrapper) -> None:
-    _invalidate(slot)
+    if slot.kind == "platform_status":
+        from connectors import outbox
+
+        # Read the user's outbox rows before the DEL: every row visible now committed before
+        # it, so the DEL covers them. Rows committed later wait for their own DEL or a replay.
+        pending = outbox.pending_ids_for(slot.ident)
+        if _invalidate(slot):
+            outbox.acknowledge(pending)
+    else:
+        _invalidate(slot)
     if not conn.in_atomic_block:
         _dirty_keys(conn).discard(slot.key)
 
@@ -659,30 +927,30 @@ def clear_user(user_id: object) -> int:
     keys = [status.key, status.lease_key, user_profile_key(uid), soul_signature_key(uid)] + [
         platform_rate_limit_key(uid, p) for p in PROVIDERS
     ]
-    try:
-        return int(_redis().delete(*[_full_key(k) for k in keys]))
-    except _REDIS_ERRORS as e:
-        raise CacheUnavailable(f"Redis is unavailable: {e}") from e
+    return int(_call(lambda r: r.delete(*[_full_key(k) for k in keys])))
 
 
-def clear_all(*, batch: int = 500) -> int:
-    """Delete this deployment's keys only: SCAN by prefix, never FLUSHDB / FLUSHALL."""
-    if not enabled():
-        return 0
-    deleted = 0
-    try:
-        r = _redis()
+def _scan_delete(match: str, batch: int) -> int:
+    """SCAN and delete in batches: never KEYS, which would block Redis."""
+
+    def run(r: redis.Redis) -> int:
+        deleted = 0
         chunk: list[bytes] = []
-        for key in r.scan_iter(match=_prefix_pattern(), count=batch):
+        for key in r.scan_iter(match=match, count=batch):
             chunk.append(key)
             if len(chunk) >= batch:
                 deleted += int(r.unlink(*chunk))
                 chunk.clear()
         if chunk:
             deleted += int(r.unlink(*chunk))
-    except _REDIS_ERRORS as e:
-        raise CacheUnavailable(f"Redis is unavailable: {e}") from e
-    return deleted
+        return deleted
+
+    return _call(run) if enabled() else 0
+
+
+def clear_all(*, batch: int = 500) -> int:
+    """Delete this deployment's keys only: SCAN by prefix, never FLUSHDB / FLUSHALL."""
+    return _scan_delete(_prefix_pattern(), batch)
 
 
 def invalidate_all_platform_status(*, batch: int = 500) -> int:
@@ -691,24 +959,24 @@ def invalidate_all_platform_status(*, batch: int = 500) -> int:
     The NOTIFY listener's epoch bump (connectors/listener.py): notifications sent while it was
     disconnected are lost, so after every (re)connect it drops every status entry, and the
     leases with them so that no filler that read the database before can still store. Unlike
-    clear_all() it leaves rate limits, profiles and stats alone. SCAN, never KEYS: not a
-    request path, but it must not block Redis either.
+    clear_all() it leaves rate limits, profiles and stats alone.
     """
     if not enabled():
         return 0
     # Glob metacharacters in the deployment prefix must match literally.
     literal = "".join(f"\\{c}" if c in "\\*?[]" else c for c in _full_key("platform_status:"))
-    deleted = 0
+    return _scan_delete(literal + "*", batch)
+
+
+def health() -> str:
+    """ "off" (no Redis configured), "ok", or "degraded" (breaker not closed, undelivered
+    invalidations, or no answer to PING)."""
+    if not enabled():
+        return "off"
+    if _undelivered.is_set() or (_breaker_on() and breaker.state is not State.CLOSED):
+        return "degraded"
     try:
-        r = _redis()
-        chunk: list[bytes] = []
-        for key in r.scan_iter(match=literal + "*", count=batch):
-            chunk.append(key)
-            if len(chunk) >= batch:
-                deleted += int(r.delete(*chunk))
-                chunk.clear()
-        if chunk:
-            deleted += int(r.delete(*chunk))
-    except _REDIS_ERRORS as e:
-        raise CacheUnavailable(f"Redis is unavailable: {e}") from e
-    return deleted
+        _call(lambda r: r.ping())
+    except CacheUnavailable:
+        return "degraded"
+    return "ok"

@@ -28,6 +28,12 @@ class InvalidOAuthState(DomainError):
     code = "invalid_state"
 
 
+class OAuthStateAlreadyUsed(DomainError):
+    """A callback replayed with a state that already completed a connection."""
+
+    code = "state_already_used"
+
+
 class OAuthExchangeFailed(DomainError):
     """The provider refused the code (its 4xx): the user must start over."""
 

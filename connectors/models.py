@@ -5,6 +5,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from django.db import models, transaction
+from django.db.models.functions import Now
 
 from connectors.crypto import EncryptedTextField
 from connectors.providers import PROVIDER_CHOICES
@@ -138,3 +139,38 @@ class PlatformConnection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} for {self.user_id}"
+
+
+class PendingInvalidation(models.Model):
+    """A change to a user's connections whose cache invalidation is not yet confirmed.
+
+    Rows are written by a database trigger in the same transaction as the change, whoever makes
+    it (ORM, QuerySet.update, raw SQL, another service), so they survive a crash or a Redis
+    outage between the commit and the DEL. The cache layer deletes them once a DEL that
+    followed their commit has succeeded; anything left over is replayed (connectors/outbox.py).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user_id = models.UUIDField(db_index=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="pending_inval_created_idx")]
+
+    def __str__(self) -> str:
+        return f"pending invalidation of {self.user_id}"
+
+
+class OAuthStateUse(models.Model):
+    """The nonce of every OAuth state that completed a callback: a state works once.
+
+    Inserted in the callback's transaction, so a replayed state (a second callback with the
+    same state) hits the unique constraint. Rows older than the state's maximum age are useless
+    (such a state fails its signature's expiry first) and are pruned by later callbacks.
+    """
+
+    nonce = models.CharField(max_length=64, unique=True)
+    used_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"OAuth state used at {self.used_at:%Y-%m-%d %H:%M:%S}"

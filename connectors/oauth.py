@@ -143,15 +143,36 @@ def exchange_code(*, provider: Provider, code: str, nonce: str) -> TokenSet:
     return _parse_token_response(provider, body)
 
 
+# RFC 6749 section 5.2 and the non-standard codes of the registry's providers (GitHub answers a
+# bad code with HTTP 200 and "bad_verification_code").
+KNOWN_ERROR_CODES = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "access_denied",
+        "server_error",
+        "temporarily_unavailable",
+        "slow_down",
+        "expired_token",
+        "bad_verification_code",
+        "incorrect_client_credentials",
+        "redirect_uri_mismatch",
+    }
+)
+
+
 def _provider_error_code(body: bytes) -> str:
     try:
         error = json.loads(body).get("error")
     except (ValueError, AttributeError):
         return "unknown_error"
-    # Only the short machine-readable code, never the provider's free text, reaches our error.
-    if isinstance(error, str) and error.replace("_", "").isalnum() and len(error) <= 64:
-        return error
-    return "unknown_error"
+    # Only a known machine-readable code reaches our error: never the provider's free text, and
+    # never an arbitrary string, which could be anything the provider echoed (even a token).
+    return error if isinstance(error, str) and error in KNOWN_ERROR_CODES else "unknown_error"
 
 
 def _raise_for_provider_error(provider: Provider, status: int, body: bytes) -> None:

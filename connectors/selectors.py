@@ -49,5 +49,14 @@ def platform_status_for_user(*, user_id: object) -> cache.CachedRead:
     return cache.read_platform_status(uid, lambda: platform_status_from_db(user_id=uid))
 
 
+@cache.on_recovery
+def platform_status_rewarm(user_ids: list[str]) -> None:
+    """After a Redis outage, read these users through the cache again (same leases)."""
+    for user_id in user_ids:
+        if not cache.enabled() or cache.breaker.state is not cache.State.CLOSED:
+            return  # Redis went away again: stop rather than hammer the database
+        platform_status_for_user(user_id=user_id)
+
+
 def connection_get_active(*, user_id: str, provider: str) -> PlatformConnection | None:
     return PlatformConnection.objects.for_user(user_id).active().filter(provider=provider).first()

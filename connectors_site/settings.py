@@ -17,6 +17,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -106,6 +109,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # OpenAPI schema at /api/schema/; the sidecar ships Swagger UI / Redoc so docs work offline.
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "connectors.apps.ConnectorsConfig",
     "extraction.apps.ExtractionConfig",
 ]
@@ -192,8 +198,10 @@ if not CACHE_KEY_PREFIX or any(c in CACHE_KEY_PREFIX for c in "{}* \t\n"):
     raise ImproperlyConfigured(
         f"CACHE_KEY_PREFIX={CACHE_KEY_PREFIX!r} must be non-empty without braces, '*' or spaces."
     )
-REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.001)
-REDIS_CONNECT_TIMEOUT = envfloat("REDIS_CONNECT_TIMEOUT", 0.25, minimum=0.001)
+# Tens of milliseconds: on a local network a healthy Redis answers in well under 1 ms, and an
+# unhealthy one should cost a request as little as possible before it falls back to the DB.
+REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.05, minimum=0.001)
+REDIS_CONNECT_TIMEOUT = envfloat("REDIS_CONNECT_TIMEOUT", 0.05, minimum=0.001)
 REDIS_TLS_CA_FILE = envstr("REDIS_TLS_CA_FILE")
 
 CACHE_ENABLED = bool(REDIS_URL)
@@ -204,7 +212,15 @@ if CACHE_ENABLED:
             f"REDIS_URL has scheme {_redis_scheme!r}: use redis://[:password@]host:6379/0, "
             "rediss:// for TLS (Upstash), or unix:///path/to/redis.sock."
         )
-    _pool_kwargs: dict[str, Any] = {"health_check_interval": 30}
+    _pool_kwargs: dict[str, Any] = {
+        "health_check_interval": 30,
+        # A pooled connection the server closed while idle (Upstash, `timeout` in redis.conf)
+        # fails on first use: reconnect and retry that command once instead of failing. Only
+        # connection errors are retried, so a paused server still costs one timeout, not two.
+        # (redis-py's Retry would retry timeouts too by default: a paused server would then
+        # cost every call two socket timeouts.)
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
     if _redis_scheme == "rediss":
         _pool_kwargs["ssl_cert_reqs"] = "required"
         if REDIS_TLS_CA_FILE:
@@ -235,6 +251,15 @@ else:
     )
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "connectors.cache"
+# API throttling counters (connectors/api/throttling.py): the same Redis when there is one, so
+# limits hold across processes; else per-process memory, so a zero-config `make run` throttles too.
+if CACHE_ENABLED:
+    CACHES["throttle"] = {**CACHES["default"]}
+else:
+    CACHES["throttle"] = {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "throttle",
+    }
 
 # Lease (Facebook memcache, NSDI 2013, section 3.2.1): how long a cold-miss filler may hold the
 # right to fill before another reader may take over, and how long the others wait for it.
@@ -244,6 +269,20 @@ CACHE_LEASE_WAIT_MS = envint("CACHE_LEASE_WAIT_MS", 1500, minimum=0)
 CACHE_XFETCH_BETA = envfloat("CACHE_XFETCH_BETA", 1.0)
 # Scales every TTL in connectors/cache.py: benchmarks use it to watch many expiries quickly.
 CACHE_TTL_SCALE = envfloat("CACHE_TTL_SCALE", 1.0, minimum=0.001)
+# Circuit breaker around every Redis call: this many consecutive failures skip Redis for the
+# cool-down, then one probe tests it (0 turns the breaker off: django-redis' plain behaviour).
+CACHE_BREAKER_THRESHOLD = envint("CACHE_BREAKER_THRESHOLD", 3)
+CACHE_BREAKER_COOLDOWN_SECONDS = envfloat("CACHE_BREAKER_COOLDOWN_SECONDS", 2.0, minimum=0.01)
+# Undelivered invalidations (connectors/outbox.py): how often each process looks for them
+# (0 = never), and how old a pending row must be before it counts as undelivered.
+CACHE_OUTBOX_SWEEP_SECONDS = envfloat("CACHE_OUTBOX_SWEEP_SECONDS", 0.5)
+CACHE_OUTBOX_GRACE_SECONDS = envfloat("CACHE_OUTBOX_GRACE_SECONDS", 1.0)
+# After an outage each process re-reads (through the cache) up to this many users it served
+# last, so a Redis that came back empty is warm again within a second or two (0 = off).
+CACHE_WARM_ON_RECOVERY = envint("CACHE_WARM_ON_RECOVERY", 500)
+# How long past its TTL an entry may still be served while the database is down
+# (RFC 5861 stale-if-error); Redis keeps entries this much longer than their TTL.
+CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)
 # "service" is the real thing; "naive" (DEL inside the transaction, plain SET) exists only so the
 # consistency checker can show that it catches the bugs it guards against.
 CACHE_MODE = envchoice("CACHE_MODE", "service", ("service", "naive"))
@@ -259,18 +298,44 @@ if SUPABASE_URL and urlsplit(SUPABASE_URL).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(
         f"SUPABASE_URL={SUPABASE_URL!r} must be the project URL, e.g. https://<ref>.supabase.co"
     )
+# Two ways to verify access tokens, either or both: the project's JWKS (ES256 / RS256 signing
+# keys, what Supabase issues today) at SUPABASE_URL/auth/v1/.well-known/jwks.json, and the legacy
+# HS256 shared secret, accepted only when SUPABASE_JWT_SECRET is set.
 SUPABASE_JWT_SECRET = envstr("SUPABASE_JWT_SECRET")
-if not SUPABASE_JWT_SECRET and DEBUG:
+if not SUPABASE_JWT_SECRET and DEBUG and not SUPABASE_URL:
+    # Zero-config `make run` only: with a real project configured, HS256 stays off unless asked.
     SUPABASE_JWT_SECRET = hashlib.sha256(f"jwt:{SECRET_KEY}".encode()).hexdigest()
-if not SUPABASE_JWT_SECRET:
+if not SUPABASE_JWT_SECRET and not SUPABASE_URL:
     raise ImproperlyConfigured(
-        "SUPABASE_JWT_SECRET is not set: copy the JWT secret from your Supabase project's "
-        "API settings (or set DJANGO_DEBUG=1 for a local development secret)."
+        "Neither SUPABASE_URL nor SUPABASE_JWT_SECRET is set, so no access token could be "
+        "verified: set SUPABASE_URL=https://<ref>.supabase.co (tokens are checked against the "
+        "project's JWKS), and/or SUPABASE_JWT_SECRET to the legacy HS256 JWT secret "
+        "(or set DJANGO_DEBUG=1 for a local development secret)."
     )
-if len(SUPABASE_JWT_SECRET) < 32:
+if SUPABASE_JWT_SECRET and len(SUPABASE_JWT_SECRET) < 32:
     raise ImproperlyConfigured("SUPABASE_JWT_SECRET must be at least 32 characters long.")
 SUPABASE_SERVICE_ROLE_KEY = envstr("SUPABASE_SERVICE_ROLE_KEY")
+# The project's anon (publishable) key: the `apikey` header strict mode sends to Supabase Auth.
+SUPABASE_ANON_KEY = envstr("SUPABASE_ANON_KEY")
 JWT_LEEWAY_SECONDS = envint("JWT_LEEWAY_SECONDS", 30)
+# Supabase's JWKS is edge-cached for 10 minutes, so caching it as long again is safe.
+JWKS_CACHE_SECONDS = envint("JWKS_CACHE_SECONDS", 600, minimum=1)
+# Short: a request waits at most this long for the JWKS before answering 503 auth_unavailable.
+JWKS_TIMEOUT = envfloat("JWKS_TIMEOUT", 2.0, minimum=0.05)
+# Minimum seconds between two forced JWKS refreshes caused by unknown key ids (PyJWKClient's
+# cool-down): a flood of tokens with random kids cannot turn into a flood of fetches.
+JWKS_REFRESH_COOLDOWN_SECONDS = envfloat("JWKS_REFRESH_COOLDOWN_SECONDS", 30.0)
+# Strict mode: callback, disconnect and reset also ask Supabase Auth (GET /auth/v1/user) whether
+# the session behind the token still exists (a signed-out or deleted user's token stays valid
+# until it expires). One network call per sensitive write.
+SUPABASE_STRICT_WRITES = envbool("SUPABASE_STRICT_WRITES", False)
+SUPABASE_AUTH_TIMEOUT = envfloat("SUPABASE_AUTH_TIMEOUT", 2.0, minimum=0.05)
+_SUPABASE_API_KEY = SUPABASE_ANON_KEY or SUPABASE_SERVICE_ROLE_KEY
+if SUPABASE_STRICT_WRITES and not (SUPABASE_URL and _SUPABASE_API_KEY):
+    raise ImproperlyConfigured(
+        "SUPABASE_STRICT_WRITES=1 needs SUPABASE_URL and SUPABASE_ANON_KEY (or "
+        "SUPABASE_SERVICE_ROLE_KEY) to call Supabase Auth."
+    )
 
 
 def _fernet_keys() -> list[str]:
@@ -330,9 +395,53 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["connectors.auth.SupabaseJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["connectors.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "connectors.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # One class checks every applicable limit (per user, per IP, stricter on OAuth) in a single
+    # Redis round trip; the service role is exempt (connectors/api/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["connectors.api.throttling.ApiRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+
+def envrate(name: str, default: str) -> str:
+    """A DRF rate such as "600/min" (s, min, hour, day), or "off"."""
+    value = envstr(name, default).lower()
+    if value == "off":
+        return value
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period[:1] in {"s", "m", "h", "d"}):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate: use <requests>/<s|min|hour|day> (e.g. 600/min) "
+            "or off."
+        )
+    return value
+
+
+# Generous on the API (a dashboard polls a few times a minute), strict on the OAuth endpoints
+# (a person clicks "connect" a handful of times). The service role is never throttled.
+THROTTLE_RATES = {
+    "user": envrate("THROTTLE_USER_RATE", "600/min"),
+    "ip": envrate("THROTTLE_IP_RATE", "3000/min"),
+    "oauth_user": envrate("THROTTLE_OAUTH_USER_RATE", "20/min"),
+    "oauth_ip": envrate("THROTTLE_OAUTH_IP_RATE", "60/min"),
+}
+# Proxies in front of this server that append to X-Forwarded-For (0: use REMOTE_ADDR), so the
+# per-IP limit counts clients rather than the load balancer.
+THROTTLE_NUM_PROXIES = envint("THROTTLE_NUM_PROXIES", 0)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "connectors API",
+    "DESCRIPTION": "Which platforms each user has connected, and their last sync status.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc assets come from drf-spectacular-sidecar (static files), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["connectors.api.schema.only_api_paths"],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
 

@@ -4,14 +4,13 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
+from connectors import health
 from connectors.api import exceptions
 from connectors.api import urls as connectors_api
+from connectors.api.schema import SchemaView
 from extraction.api import urls as extraction_api
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
 
 
 def api_not_found(request: HttpRequest) -> JsonResponse:
@@ -21,9 +20,19 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The OpenAPI schema and its docs, public like any API reference; the UIs' assets are static
+    # files from drf-spectacular-sidecar (no CDN).
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/docs/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="connectors/redoc.html"),
+        name="redoc",
+    ),
     path("api/", include(connectors_api.urlpatterns + extraction_api.urlpatterns)),
     re_path(r"^api/", api_not_found),
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]
 
 if settings.BENCH_CEILING:  # bench-only: `make bench`'s ceiling scenario

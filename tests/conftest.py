@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -21,6 +23,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from connectors import cache
+from connectors.api import throttling
 from connectors.auth import issue_token
 from connectors.models import PlatformConnection
 
@@ -45,9 +48,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache() -> Iterator[None]:
-    """Every test starts and ends with no keys under this run's prefix (never FLUSHDB)."""
+    """Every test starts and ends with no keys under this run's prefix (never FLUSHDB), and
+    with a closed breaker."""
+    cache.breaker.reset()
+    cache.set_undelivered(False)
     cache.clear_all()
+    throttling.reset_local_counters()  # Redis counters went with clear_all()
     yield
+    cache.breaker.reset()
+    cache.set_undelivered(False)
     cache.clear_all()
 
 
@@ -165,7 +174,8 @@ def oauth_provider(settings: Any) -> Iterator[FakeProvider]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     provider.url = f"http://127.0.0.1:{server.server_address[1]}/token"
     clients = dict(settings.OAUTH_CLIENTS)
@@ -192,37 +202,40 @@ def free_port() -> int:
 @dataclass
 class RedisProcess:
     port: int
+    persist_dir: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=1)
+
     def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=0.2)
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--loglevel",
+            "warning",
+        ]
+        if self.persist_dir:
+            # Every write synced, so a SIGKILL loses nothing: "restarted with its data".
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.persist_dir]
+        else:
+            args += ["--appendonly", "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
-                client.ping()
+                redis.Redis(port=self.port, socket_timeout=0.2).ping()
                 return
             except redis.ConnectionError:
                 time.sleep(0.02)
@@ -230,8 +243,25 @@ class RedisProcess:
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
+            self.resume()
             self.process.kill()
             self.process.wait(5)
+
+    def pause(self) -> None:
+        assert self.process
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process
+        self.process.send_signal(signal.SIGCONT)
+
+
+def _use_redis(settings: Any, server: RedisProcess) -> None:
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = server.url
+    caches["default"]["OPTIONS"]["SOCKET_TIMEOUT"] = 0.2
+    caches["default"]["OPTIONS"]["SOCKET_CONNECT_TIMEOUT"] = 0.2
+    settings.CACHES = caches
 
 
 @pytest.fixture
@@ -239,10 +269,16 @@ def own_redis(settings: Any) -> Iterator[RedisProcess]:
     """A private redis-server, and the app's cache pointed at it for this test."""
     server = RedisProcess(port=free_port())
     server.start()
-    caches = json.loads(json.dumps(settings.CACHES))
-    caches["default"]["LOCATION"] = server.url
-    caches["default"]["OPTIONS"]["SOCKET_TIMEOUT"] = 0.2
-    caches["default"]["OPTIONS"]["SOCKET_CONNECT_TIMEOUT"] = 0.2
-    settings.CACHES = caches
+    _use_redis(settings, server)
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_persistent_redis(settings: Any, tmp_path: Any) -> Iterator[RedisProcess]:
+    """Like own_redis, but it keeps its data (AOF) across a kill and restart."""
+    server = RedisProcess(port=free_port(), persist_dir=str(tmp_path))
+    server.start()
+    _use_redis(settings, server)
     yield server
     server.kill()

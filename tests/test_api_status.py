@@ -45,7 +45,10 @@ def test_it_serves_the_second_read_from_cache(alice, alice_id, make_connection):
 
 
 def test_without_redis_every_read_comes_from_the_database(alice, alice_id, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
     assert status_of(alice, alice_id)["cached"] is False
     assert status_of(alice, alice_id)["cached"] is False
 

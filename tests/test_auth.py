@@ -127,3 +127,46 @@ def test_cache_stats_needs_the_service_role_or_staff(alice, service, admin_clien
     data = response.json()["data"]
     assert {"hits", "misses", "hit_ratio", "keys", "redis_memory", "backend"} <= set(data)
     assert admin_client.get("/api/admin/cache-stats").status_code == 200
+
+
+# --- Configuration: JWKS, the HS256 secret, or both -------------------------------------------
+def test_production_needs_supabase_url_or_the_jwt_secret():
+    from tests.test_settings import _load
+
+    neither = _load(SUPABASE_JWT_SECRET="", SUPABASE_URL="")
+    assert neither.returncode != 0
+    assert "Neither SUPABASE_URL nor SUPABASE_JWT_SECRET is set" in neither.stderr
+    assert _load(SUPABASE_JWT_SECRET="", SUPABASE_URL="https://abc.supabase.co").returncode == 0
+    strict = _load(SUPABASE_STRICT_WRITES="1", SUPABASE_URL="https://abc.supabase.co")
+    assert "SUPABASE_STRICT_WRITES=1 needs SUPABASE_URL and SUPABASE_ANON_KEY" in strict.stderr
+
+
+def test_debug_derives_a_secret_only_without_a_real_project():
+    import subprocess
+    import sys
+
+    from tests.test_settings import BASE_ENV
+
+    probe = "import connectors_site.settings as s; print(bool(s.SUPABASE_JWT_SECRET))"
+    env = {**BASE_ENV, "PATH": "/usr/bin:/bin", "DJANGO_DEBUG": "1", "SUPABASE_JWT_SECRET": ""}
+    derived = [
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**env, "SUPABASE_URL": url},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for url in ("", "https://abc.supabase.co")
+    ]
+    assert derived == ["True", "False"]
+
+
+def test_issue_token_says_what_it_needs_without_the_secret(settings):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    settings.SUPABASE_JWT_SECRET = ""
+    with pytest.raises(CommandError, match="signed with SUPABASE_JWT_SECRET"):
+        call_command("issue_token", "--service-role", stdout=io.StringIO())

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
+import time
 import uuid
 from decimal import Decimal
 
 import pytest
 import redis
-from django.db import transaction
+from django.db import connection, transaction
 
 from connectors import cache, selectors
 from connectors.errors import InvalidJobId, InvalidUserId
@@ -50,6 +52,9 @@ def test_user_ids_are_canonicalised():
         USER.replace("-", ":"),
         "ü" * 36,
         f"{{{USER[2:]}}}",
+        " " + USER[:-1],  # uuid.UUID() would read this as another, valid id
+        f"urn:uuid:{USER}"[:36],
+        USER.replace("-", ""),
     ],
 )
 def test_no_key_is_built_from_anything_but_a_uuid(hostile):
@@ -81,11 +86,59 @@ def _raw_redis() -> redis.Redis:
 
 
 @pytest.mark.redis
-def test_the_status_entry_expires_after_its_contract_ttl(make_connection):
+def test_the_status_entry_is_fresh_for_its_contract_ttl_and_kept_for_stale_if_error(
+    make_connection, settings
+):
     make_connection(USER, "github")
     selectors.platform_status_for_user(user_id=USER)
-    ttl = _raw_redis().pttl(cache._full_key(cache.platform_status_key(USER)))
-    assert 299_000 < ttl <= 300_000
+    key = cache._full_key(cache.platform_status_key(USER))
+    header, _ = _split(_raw_redis().get(key))
+    assert 299 < header["exp"] - time.time() <= 300
+    window_ms = settings.CACHE_STALE_IF_ERROR_SECONDS * 1000
+    assert 299_000 + window_ms < _raw_redis().pttl(key) <= 300_000 + window_ms
+
+
+@pytest.mark.redis
+def test_an_entry_past_its_ttl_is_reloaded_not_served(make_connection):
+    row = make_connection(USER, "github")
+    selectors.platform_status_for_user(user_id=USER)
+    key = cache._full_key(cache.platform_status_key(USER))
+    header, body = _split(_raw_redis().get(key))
+    header["exp"] = time.time() - 1
+    # A change the cache never hears of (and the outbox not yet replayed): only the expiry
+    # can reveal it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE connectors_platformconnection SET last_sync_status = 'failed' WHERE id = %s",
+            [row.pk],
+        )
+    _raw_redis().set(key, json.dumps(header).encode() + b"\n" + body)
+    result = selectors.platform_status_for_user(user_id=USER)
+    assert result.cached is False
+    assert result.data["platforms"]["github"]["last_sync_status"] == "failed"
+
+
+def _split(raw: bytes) -> tuple[dict, bytes]:
+    header, _, body = raw.partition(b"\n")
+    return json.loads(header), body
+
+
+def _entry(body: bytes, **header: object) -> bytes:
+    """A stored entry as cache.py writes it, with any header field overridden."""
+    fields = {
+        "s": cache.SCHEMA_VERSION,
+        "k": USER,
+        "etag": cache._etag(body),
+        "n": len(body),
+        "delta": 0.001,
+        "exp": time.time() + 300,
+    }
+    fields.update(header)
+    return json.dumps(fields).encode() + b"\n" + body
+
+
+_DOC = json.dumps({"user_id": USER, "platforms": {}}, separators=(",", ":")).encode()
+_OTHER_USER = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.mark.redis
@@ -93,11 +146,13 @@ def test_the_status_entry_expires_after_its_contract_ttl(make_connection):
     "planted",
     [
         b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94.",  # a pickle
-        b'{"s": 1, "k": "' + USER.encode() + b'", "data": {"user_id"',  # truncated JSON
-        b'{"s": 99, "k": "x", "etag": "1", "delta": 0, "exp": 1e12, "data": {}}',  # other schema
-        b'{"s": 1, "k": "00000000-0000-0000-0000-000000000000", "etag": "1", "delta": 0, '
-        b'"exp": 1e12, "data": {"user_id": "someone else"}}',  # another user's entry
+        _entry(_DOC)[:-10],  # cut short
+        _entry(_DOC, s=99),  # another schema version
+        _entry(_DOC, k=_OTHER_USER),  # another user's entry under this user's key
+        _entry(_DOC.replace(b"platforms", b"platformz"), etag=cache._etag(_DOC)),  # altered
+        b"no header at all",
     ],
+    ids=["pickle", "truncated", "schema", "other-user", "altered", "garbage"],
 )
 def test_an_unreadable_entry_is_a_miss_and_is_overwritten(planted, make_connection, caplog):
     make_connection(USER, "github")

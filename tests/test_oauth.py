@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from connectors import oauth
-from connectors.models import PlatformConnection
+from connectors.models import OAuthStateUse, PlatformConnection
 from tests.conftest import status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -198,3 +200,110 @@ def test_malformed_json_is_a_400(alice):
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
+
+
+# --- Single use ---------------------------------------------------------------------------------
+def _callback(client, state: str, provider: str = "github"):
+    return client.post(
+        "/api/connectors/callback",
+        {"provider": provider, "code": "the-code", "state": state},
+        format="json",
+    )
+
+
+def test_a_state_works_once(alice, alice_id, oauth_provider):
+    state = _authorize(alice)["state"]
+    oauth_provider.succeed()
+    assert _callback(alice, state).status_code == 200
+    replay = _callback(alice, state)
+    assert replay.status_code == 400
+    assert replay.json()["error"]["code"] == "state_already_used"
+    assert len(oauth_provider.requests) == 1  # the replay never reached the provider
+    assert OAuthStateUse.objects.count() == 1
+
+
+def test_a_replay_racing_the_first_callback_loses_at_the_unique_insert(
+    alice, alice_id, oauth_provider, monkeypatch
+):
+    """Both callbacks pass the early check; the database's unique nonce decides."""
+    state = _authorize(alice)["state"]
+    tokens = oauth_provider.succeed()
+    real_exchange = oauth.exchange_code
+
+    def exchange_while_the_other_commits(**kwargs):
+        result = real_exchange(**kwargs)
+        OAuthStateUse.objects.create(nonce=kwargs["nonce"], used_at=timezone.now())
+        return result
+
+    monkeypatch.setattr(oauth, "exchange_code", exchange_while_the_other_commits)
+    response = _callback(alice, state)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "state_already_used"
+    assert tokens["access_token"] not in response.content.decode()
+    assert not PlatformConnection.objects.filter(user_id=alice_id).exists()
+
+
+def test_a_failed_exchange_does_not_use_up_the_state(alice, oauth_provider):
+    state = _authorize(alice)["state"]
+    oauth_provider.answer(503, {"error": "try later"})
+    assert _callback(alice, state).status_code == 502
+    oauth_provider.succeed()
+    assert _callback(alice, state).status_code == 200
+
+
+def test_used_states_older_than_their_lifetime_are_pruned(alice, oauth_provider):
+    old = OAuthStateUse.objects.create(
+        nonce="old", used_at=timezone.now() - timedelta(seconds=oauth.STATE_MAX_AGE_SECONDS * 2)
+    )
+    recent = OAuthStateUse.objects.create(nonce="recent", used_at=timezone.now())
+    oauth_provider.succeed()
+    assert _callback(alice, _authorize(alice)["state"]).status_code == 200
+    remaining = set(OAuthStateUse.objects.values_list("nonce", flat=True))
+    assert old.nonce not in remaining and recent.nonce in remaining and len(remaining) == 2
+
+
+def test_the_redirect_uri_comes_from_settings_only(alice, oauth_provider):
+    data = alice.get(
+        "/api/connectors/github/authorize?redirect_uri=https://evil.example/cb"
+    ).json()["data"]
+    query = parse_qs(urlsplit(data["authorization_url"]).query)
+    assert query["redirect_uri"] == ["http://127.0.0.1:8000/oauth/callback"]
+    oauth_provider.succeed()
+    response = alice.post(
+        "/api/connectors/callback",
+        {
+            "provider": "github",
+            "code": "c",
+            "state": data["state"],
+            "redirect_uri": "https://evil.example/cb",
+        },
+        format="json",
+    )
+    assert response.status_code == 200
+    assert oauth_provider.requests[-1]["form"]["redirect_uri"] == (
+        "http://127.0.0.1:8000/oauth/callback"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected_status"),
+    [
+        (401, {"error": "invalid_client"}, 400),
+        (400, b"", 400),
+        (400, {"error": ["not", "a", "string"]}, 400),
+        (429, {"error": "slow_down"}, 400),
+        (502, b"Bad gateway", 502),
+        (200, b"", 502),
+        (200, b"[1, 2]", 502),
+        (200, {"access_token": ""}, 502),
+        (200, {"access_token": 42}, 502),
+        (200, {"access_token": "a", "expires_in": "soon", "scope": 7}, 200),
+    ],
+)
+def test_odd_provider_answers_are_400_or_502_never_500(
+    alice, oauth_provider, status, body, expected_status
+):
+    oauth_provider.answer(status, body)
+    response = _callback(alice, _authorize(alice)["state"])
+    assert response.status_code == expected_status, response.content
+    assert response.json()["success"] is (expected_status == 200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -15,6 +16,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 def test_tokens_never_leave_the_database(alice, alice_id, oauth_provider, admin_client, caplog):
     caplog.set_level(logging.DEBUG)
+    for name in ("connectors", "extraction", "django", "django_redis"):
+        caplog.set_level(logging.DEBUG, logger=name)  # LOGGING pins these to LOG_LEVEL
     responses = []
     state = alice.get("/api/connectors/github/authorize").json()["data"]["state"]
     tokens = oauth_provider.succeed()
@@ -49,7 +52,8 @@ def test_tokens_never_leave_the_database(alice, alice_id, oauth_provider, admin_
     responses.append(alice.delete(f"/api/connectors/github/{alice_id}"))
     assert all(resp.status_code < 400 for resp in responses)
 
-    secrets = [tokens["access_token"], tokens["refresh_token"]]
+    bearer = alice._credentials["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+    secrets = [tokens["access_token"], tokens["refresh_token"], bearer]
     haystacks = (
         [resp.content.decode() for resp in responses]
         + [page.content.decode() for page in pages]
@@ -59,3 +63,39 @@ def test_tokens_never_leave_the_database(alice, alice_id, oauth_provider, admin_
     assert len(caplog.records) > 0
     for secret in secrets:
         assert not [text for text in haystacks if secret in text]
+
+
+@pytest.mark.parametrize(
+    ("status", "body_template"),
+    [
+        (400, {"error": "invalid_grant", "error_description": "token {token} was revoked"}),
+        (400, {"error": "{token}"}),
+        (200, {"error": "{token}", "access_token": "{token}x"}),
+        (401, "plain text mentioning {token}"),
+        (500, {"error": "server_error", "trace": "{token}"}),
+        (200, {"access_token": "", "refresh_token": "{token}"}),
+    ],
+)
+def test_provider_error_bodies_never_leak_what_they_contain(
+    alice, oauth_provider, caplog, status, body_template
+):
+    """A provider that echoes a token in its error must not get it into our response or logs."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("connectors", "extraction", "django"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    token = "ghp_" + "Z9" * 18  # alphanumeric, like a real provider's token
+    text = json.dumps(body_template) if not isinstance(body_template, str) else body_template
+    oauth_provider.answer(status, text.replace("{token}", token).encode())
+    state = alice.get("/api/connectors/github/authorize").json()["data"]["state"]
+    response = alice.post(
+        "/api/connectors/callback",
+        {"provider": "github", "code": "c", "state": state},
+        format="json",
+    )
+    assert response.status_code in (400, 502)
+    assert token not in response.content.decode()
+    assert not [r for r in caplog.records if token in r.getMessage() or token in str(r.exc_info)]
+    assert cache.enabled()
+    for key in cache._redis().scan_iter(match=cache._full_key("*")):
+        value = cache._redis().get(key) if cache._redis().type(key) == b"string" else b""
+        assert token.encode() not in (value or b"")

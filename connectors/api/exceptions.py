@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from connectors.auth import AuthUnavailable
 from connectors.errors import CacheUnavailable, DomainError
 
 logger = logging.getLogger("connectors.api")
@@ -28,6 +31,7 @@ _DRF_CODES = {
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.Throttled: "rate_limited",
+    AuthUnavailable: "auth_unavailable",
     exceptions.ValidationError: "invalid_request",
 }
 
@@ -50,6 +54,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(error_body(exc.code, exc.message), status=exc.status_code)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, RequestDataTooBig):
+        # Raised while DRF reads request.data; without this it would surface as Django's 400
+        # page (HTML with DEBUG on) and an error-level log line per oversized request.
+        return Response(
+            error_body(
+                "payload_too_large",
+                f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, CacheUnavailable):
@@ -76,6 +90,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         wait = getattr(exc, "wait", None)  # Throttled
         if wait is not None:
             headers["Retry-After"] = str(int(wait or 1))
+        retry_after = getattr(exc, "retry_after", None)  # AuthUnavailable
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
         return Response(body, status=exc.status_code, headers=headers)
     return None
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from connectors import cache
-from connectors.auth import SupabasePrincipal
+from connectors.api.serializers import strict_user_id
+from connectors.auth import SupabasePrincipal, confirm_session
 
 
 def acting_user_id(request: Request, user_id: object) -> str:
@@ -16,7 +17,7 @@ def acting_user_id(request: Request, user_id: object) -> str:
     Users act only on themselves; the service role on anyone. The 403 is the same whether or not
     the other user exists, so it reveals nothing.
     """
-    uid = cache.normalize_user_id(user_id)
+    uid = strict_user_id(user_id)
     principal = request.user
     if isinstance(principal, SupabasePrincipal) and (
         principal.is_service_role or principal.user_id == uid
@@ -32,7 +33,7 @@ def requester_user_id(request: Request, body_user_id: object | None) -> str:
     if isinstance(principal, SupabasePrincipal) and principal.is_service_role:
         if body_user_id is None:
             raise exceptions.ValidationError({"user_id": ["Required with a service-role token."]})
-        return cache.normalize_user_id(str(body_user_id))
+        return strict_user_id(str(body_user_id))
     if not isinstance(principal, SupabasePrincipal) or principal.user_id is None:
         raise exceptions.NotAuthenticated()
     if body_user_id is not None:
@@ -48,3 +49,24 @@ class IsServiceRoleOrStaff(BasePermission):
         if isinstance(user, SupabasePrincipal):
             return user.is_service_role
         return bool(user and getattr(user, "is_staff", False) and user.is_active)
+
+
+STRICT_WRITE_ACTIONS = frozenset({"callback", "disconnect", "reset"})
+
+
+class ConfirmedSessionForWrites(BasePermission):
+    """SUPABASE_STRICT_WRITES: the writes that change a user's connections also need Supabase
+    Auth to confirm the session (one network call; a 401 when the session has ended).
+
+    The service role is a key, not a session, so there is nothing to confirm for it.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not settings.SUPABASE_STRICT_WRITES:
+            return True
+        if getattr(view, "action", None) not in STRICT_WRITE_ACTIONS:
+            return True
+        principal = request.user
+        if isinstance(principal, SupabasePrincipal) and not principal.is_service_role:
+            confirm_session(principal, str(request.auth))
+        return True

@@ -14,7 +14,7 @@ authorize_view = views.ConnectionViewSet.as_view({"get": "authorize"})
 callback_view = views.ConnectionViewSet.as_view({"post": "callback"})
 reset_view = views.ConnectionViewSet.as_view({"post": "reset"})
 disconnect_view = views.ConnectionViewSet.as_view({"delete": "disconnect"})
-cache_stats_view = views.CacheStatsViewSet.as_view({"get": "list"})
+cache_stats_view = views.CacheStatsViewSet.as_view({"get": "retrieve"})
 
 # Order matters: the literal segments (status, reset, callback) come before <provider>.
 urlpatterns = [

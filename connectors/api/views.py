@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from connectors import cache, oauth, selectors, services
-from connectors.api.permissions import IsServiceRoleOrStaff, acting_user_id, requester_user_id
+from connectors.api import schema
+from connectors.api.permissions import (
+    ConfirmedSessionForWrites,
+    IsServiceRoleOrStaff,
+    acting_user_id,
+    requester_user_id,
+)
 from connectors.api.serializers import CallbackSerializer, ConnectionSerializer
 from connectors.auth import SupabaseJWTAuthentication
 from connectors.providers import get_provider
@@ -25,18 +34,40 @@ def _etag_matches(request: Request, etag: str) -> bool:
 
 
 class PlatformStatusViewSet(viewsets.ViewSet):
-    def retrieve(self, request: Request, user_id: str) -> Response:
+    @extend_schema(
+        operation_id="platform_status",
+        parameters=[schema.USER_ID],
+        responses=schema.responses(
+            {
+                200: schema.StatusEnvelopeSerializer,
+                304: OpenApiResponse(description="Unchanged since the If-None-Match ETag."),
+            }
+        ),
+    )
+    def retrieve(self, request: Request, user_id: str) -> HttpResponse:
         uid = acting_user_id(request, user_id)
         result = selectors.platform_status_for_user(user_id=uid)
         headers = {"ETag": result.etag, "Cache-Control": "private, no-cache"}
         if _etag_matches(request, result.etag):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
-        return Response(
-            {"success": True, "data": result.data, "cached": result.cached}, headers=headers
+        # The envelope is spliced around the cached document's bytes: on a hit nothing is
+        # decoded or re-encoded.
+        envelope = b'{"success":true,"data":%s,"cached":%s%s}' % (
+            result.body,
+            b"true" if result.cached else b"false",
+            b',"stale":true' if result.stale else b"",
         )
+        return HttpResponse(envelope, content_type="application/json", headers=headers)
 
 
 class ConnectionViewSet(viewsets.ViewSet):
+    permission_classes = [IsAuthenticated, ConfirmedSessionForWrites]
+
+    @extend_schema(
+        operation_id="connector_authorize",
+        parameters=[schema.PROVIDER, schema.AUTHORIZE_USER_ID],
+        responses=schema.responses({200: schema.AuthorizeEnvelopeSerializer}),
+    )
     def authorize(self, request: Request, provider: str) -> Response:
         registered = get_provider(provider)
         uid = requester_user_id(request, request.query_params.get("user_id"))
@@ -52,6 +83,16 @@ class ConnectionViewSet(viewsets.ViewSet):
             }
         )
 
+    @extend_schema(
+        operation_id="connector_callback",
+        request=CallbackSerializer,
+        responses=schema.responses(
+            {
+                200: schema.ConnectionEnvelopeSerializer,
+                502: schema.error_response("The provider failed or could not be reached."),
+            }
+        ),
+    )
     def callback(self, request: Request) -> Response:
         body = CallbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -62,11 +103,22 @@ class ConnectionViewSet(viewsets.ViewSet):
         )
         return Response({"success": True, "data": ConnectionSerializer(connection).data})
 
+    @extend_schema(
+        operation_id="connector_disconnect",
+        parameters=[schema.PROVIDER, schema.USER_ID],
+        responses=schema.responses({200: schema.ConnectionEnvelopeSerializer}),
+    )
     def disconnect(self, request: Request, provider: str, user_id: str) -> Response:
         uid = acting_user_id(request, user_id)
         connection = services.connection_disconnect(user_id=uid, provider=provider)
         return Response({"success": True, "data": ConnectionSerializer(connection).data})
 
+    @extend_schema(
+        operation_id="connectors_reset",
+        request=None,
+        parameters=[schema.USER_ID],
+        responses=schema.responses({200: schema.ResetEnvelopeSerializer}),
+    )
     def reset(self, request: Request, user_id: str) -> Response:
         uid = acting_user_id(request, user_id)
         count = services.connections_reset(user_id=uid)
@@ -77,5 +129,9 @@ class CacheStatsViewSet(viewsets.ViewSet):
     authentication_classes = [SupabaseJWTAuthentication, SessionAuthentication]
     permission_classes = [IsServiceRoleOrStaff]
 
-    def list(self, request: Request) -> Response:
+    @extend_schema(
+        operation_id="cache_stats",
+        responses=schema.responses({200: schema.CacheStatsEnvelopeSerializer}),
+    )
+    def retrieve(self, request: Request) -> Response:  # one document, not a list
         return Response({"success": True, "data": cache.cache_stats()})

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from connectors.api.serializers import ProviderField
+from connectors.api.serializers import ProviderField, StrictUUIDField
 from extraction.models import ExtractionJob
 
 
 class JobCreateSerializer(serializers.Serializer):
     provider = ProviderField(max_length=32)
-    user_id = serializers.UUIDField(required=False)
+    user_id = StrictUUIDField(required=False)
 
 
 class ExtractionJobSerializer(serializers.ModelSerializer):

@@ -2,24 +2,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from connectors.api import schema
 from connectors.api.permissions import requester_user_id
+from connectors.api.serializers import strict_job_id
 from connectors.auth import SupabasePrincipal
 from extraction import selectors, services
 from extraction.api.serializers import ExtractionJobSerializer, JobCreateSerializer
 
+JobEnvelopeSerializer = schema.envelope(
+    "JobEnvelope",
+    data=ExtractionJobSerializer(),
+    cached=serializers.BooleanField(required=False),
+)
+
 
 class ExtractionJobViewSet(viewsets.ViewSet):
+    @extend_schema(
+        operation_id="extraction_job",
+        parameters=[schema.JOB_ID],
+        responses=schema.responses({200: JobEnvelopeSerializer}),
+    )
     def retrieve(self, request: Request, job_id: str) -> Response:
         principal = request.user
         assert isinstance(principal, SupabasePrincipal)
         owner = None if principal.is_service_role else principal.user_id
-        result = selectors.extraction_job_for_user(job_id=job_id, user_id=owner)
+        result = selectors.extraction_job_for_user(job_id=strict_job_id(job_id), user_id=owner)
         return Response({"success": True, "data": result.data, "cached": result.cached})
 
+    @extend_schema(
+        operation_id="extraction_job_create",
+        request=JobCreateSerializer,
+        responses=schema.responses(
+            {
+                201: JobEnvelopeSerializer,
+                409: schema.error_response("The provider is not connected for this user."),
+            }
+        ),
+    )
     def create(self, request: Request) -> Response:
         body = JobCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -5,12 +5,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectors import cache
-from connectors.auth import issue_token
+from connectors.auth import IssueTokenUnavailable, issue_token
 from connectors.errors import InvalidUserId
 
 
 class Command(BaseCommand):
-    help = "Print a Supabase-style access token signed with SUPABASE_JWT_SECRET (demos, curl)."
+    help = (
+        "Print a Supabase-style access token signed with SUPABASE_JWT_SECRET (HS256; demos, curl)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("user_id", nargs="?", help="The user's UUID.")
@@ -32,8 +34,10 @@ class Command(BaseCommand):
                 raise CommandError(e.message) from e
         if options["ttl"] <= 0:
             raise CommandError("--ttl must be positive.")
-        self.stdout.write(
-            issue_token(
+        try:
+            token = issue_token(
                 user_id=user_id, service_role=options["service_role"], ttl_seconds=options["ttl"]
             )
-        )
+        except IssueTokenUnavailable as e:
+            raise CommandError(str(e)) from e
+        self.stdout.write(token)

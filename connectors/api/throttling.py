@@ -1,0 +1,174 @@
+"""API rate limits: per user and per IP, stricter on the OAuth endpoints, backed by the cache.
+
+One throttle class checks every limit that applies to a request. With Redis it costs one round
+trip whatever the number of limits: a pipeline of INCR + EXPIRE NX + PTTL per counter (a fixed
+window that starts at the window's first request). DRF's SimpleRateThrottle would cost a GET and
+a SET per limit and is not atomic between processes; it remains the fallback when the throttle
+cache is not Redis (the per-process LocMemCache of a zero-config `make run`).
+
+The service role is exempt: it is the project's own backend (and the benchmark's client), it is
+not a person who can be rate limited into good behaviour, and exempting it keeps its requests
+free of any extra Redis round trip. A leaked service key is not something a rate limit fixes.
+
+A fixed window admits up to twice the rate across a window boundary; for abuse protection that
+inexactness is fine, and it keeps the check to one atomic round trip.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+from connectors.auth import SupabasePrincipal
+
+logger = logging.getLogger("connectors.api")
+
+CACHE_ALIAS = "throttle"
+OAUTH_ACTIONS = frozenset({"authorize", "callback"})
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    scope: str
+    ident: str
+    num_requests: int
+    duration: int
+
+    @property
+    def key(self) -> str:
+        return f"throttle:{self.scope}:{self.ident}"
+
+
+def _backend() -> Any:
+    # A CACHES without the alias (a deployment's own settings, a test's override) throttles
+    # through the default cache rather than failing every request.
+    return caches[CACHE_ALIAS if CACHE_ALIAS in settings.CACHES else "default"]
+
+
+def _parse_rate(rate: str) -> tuple[int, int] | None:
+    if rate == "off":
+        return None
+    count, _, period = rate.partition("/")
+    return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (REMOTE_ADDR, or X-Forwarded-For behind THROTTLE_NUM_PROXIES).
+
+    Validated as an IP address, so nothing a client writes in X-Forwarded-For reaches a key.
+    """
+    raw = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.THROTTLE_NUM_PROXIES
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if proxies and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        raw = hops[-min(proxies, len(hops))]
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return "unknown"
+
+
+def buckets_for(request: Request, view: Any) -> list[Bucket]:
+    principal = request.user
+    if isinstance(principal, SupabasePrincipal) and principal.is_service_role:
+        return []
+    user_ident: str | None = None
+    if isinstance(principal, SupabasePrincipal) and principal.user_id:
+        user_ident = principal.user_id  # a canonical UUID (connectors.auth)
+    elif principal is not None and getattr(principal, "is_authenticated", False):
+        user_ident = f"django-{principal.pk}"  # a staff session on the admin endpoints
+    ip = client_ip(request)
+    wanted: list[tuple[str, str | None]] = [("user", user_ident), ("ip", ip)]
+    if getattr(view, "action", None) in OAUTH_ACTIONS:
+        wanted += [("oauth_user", user_ident), ("oauth_ip", ip)]
+    buckets = []
+    for scope, ident in wanted:
+        parsed = _parse_rate(settings.THROTTLE_RATES[scope])
+        if ident is not None and parsed is not None:
+            buckets.append(Bucket(scope, ident, *parsed))
+    return buckets
+
+
+class _DrfBucket(SimpleRateThrottle):
+    """DRF's own sliding-window throttle for one bucket (the non-Redis fallback)."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.cache = _backend()
+        self.bucket = bucket
+        self.rate = f"{bucket.num_requests}/{bucket.duration}s"
+        self.num_requests, self.duration = bucket.num_requests, bucket.duration
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.bucket.key
+
+
+class ApiRateThrottle(BaseThrottle):
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        buckets = buckets_for(request, view)
+        if not buckets:
+            return True
+        backend = _backend()
+        if hasattr(backend, "client") and hasattr(backend.client, "get_client"):
+            return self._allow_redis(backend, buckets)
+        return self._allow_drf(request, view, buckets)
+
+    def _allow_redis(self, backend: Any, buckets: list[Bucket]) -> bool:
+        try:
+            client = cast(redis.Redis, backend.client.get_client(write=True))
+            pipe = client.pipeline(transaction=False)
+            for bucket in buckets:
+                key = backend.make_key(bucket.key)
+                pipe.incr(key)
+                pipe.expire(key, bucket.duration, nx=True)
+                pipe.pttl(key)
+            replies = pipe.execute()
+        except (redis.RedisError, OSError) as e:
+            # Fail open: an unreachable Redis must not take the API down with it; the cache
+            # layer already logs the outage.
+            logger.debug("Throttle check skipped, Redis unavailable: %s", e.__class__.__name__)
+            return True
+        waits = []
+        for i, bucket in enumerate(buckets):
+            count, ttl_ms = int(replies[3 * i]), int(replies[3 * i + 2])
+            if count > bucket.num_requests:
+                waits.append(ttl_ms / 1000 if ttl_ms > 0 else bucket.duration)
+        if waits:
+            self._wait = max(waits)
+            return False
+        return True
+
+    def _allow_drf(self, request: Request, view: Any, buckets: list[Bucket]) -> bool:
+        waits = []
+        for bucket in buckets:
+            throttle = _DrfBucket(bucket)
+            if not throttle.allow_request(request, view):
+                waits.append(throttle.wait() or bucket.duration)
+        if waits:
+            self._wait = max(waits)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return math.ceil(self._wait) if self._wait is not None else None
+
+
+def reset_local_counters() -> None:
+    """Tests: forget per-process counters. Never touches Redis (whose clear() is a FLUSHDB);
+    Redis counters live under CACHE_KEY_PREFIX and go with the other keys of a test run."""
+    backend = _backend()
+    if isinstance(backend, LocMemCache):
+        backend.clear()

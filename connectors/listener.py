@@ -1,0 +1,265 @@
+"""Invalidate cached statuses on Postgres NOTIFY: writes this process's ORM never sees.
+
+Signals and the QuerySet overrides cover writes made through Django. Raw SQL, `psql`, other
+services and migrations writing connectors_platformconnection are covered by the trigger of
+migration 0003, which sends `pg_notify('connectors_platformconnection', user_id)`, and by this
+listener, which deletes that user's entry (and its lease) on every notification.
+
+Postgres facts this relies on (see /work/shared/REFERENCES.md, Cache correctness):
+
+* NOTIFY is delivered only after commit, so an invalidation never precedes the new row's
+  visibility and a rolled-back write never evicts.
+* A disconnected listener misses notifications for good. So on every (re)connect the listener
+  first LISTENs and only then drops every status entry (the "epoch bump"): any write committed
+  while it was away is covered by the bump, any later one by a notification.
+* psycopg 3 needs an autocommit connection for LISTEN to take effect immediately, and
+  `conn.notifies(timeout=...)` returns control regularly so a stop request is honoured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from psycopg import sql
+
+from connectors import cache
+from connectors.errors import CacheUnavailable, InvalidUserId
+
+logger = logging.getLogger("connectors.listener")
+
+CHANNEL = "connectors_platformconnection"  # the trigger in migrations/0003_notify_trigger.py
+ALL_USERS = "*"  # the TRUNCATE trigger's payload: every user changed
+
+# Django-only keys of DATABASES[...]["OPTIONS"] that libpq would reject.
+_DJANGO_ONLY_OPTIONS = frozenset(
+    {"pool", "isolation_level", "assume_role", "server_side_binding", "cursor_factory", "context"}
+)
+
+
+class ListenerUnsupported(Exception):
+    """The configured database cannot LISTEN (it is not Postgres)."""
+
+
+def conninfo_from_settings(alias: str = "default") -> dict[str, Any]:
+    """psycopg.connect() keyword arguments for Django's database `alias`, read now.
+
+    Read at every connect rather than once, so a test that switches to the test database (or a
+    deployment that rotates the password in settings) is honoured on the next reconnect.
+    """
+    db = settings.DATABASES[alias]
+    if not str(db.get("ENGINE", "")).endswith("postgresql"):
+        raise ListenerUnsupported(
+            f"listen_invalidations needs PostgreSQL (LISTEN/NOTIFY); DATABASES[{alias!r}] uses "
+            f"{db.get('ENGINE')!r}. Set DATABASE_URL=postgres://... (on Supabase use the session "
+            "pooler on port 5432 or the direct host: transaction mode has no LISTEN)."
+        )
+    params: dict[str, Any] = {
+        "dbname": db.get("NAME") or "postgres",
+        "user": db.get("USER"),
+        "password": db.get("PASSWORD"),
+        "host": db.get("HOST"),
+        "port": db.get("PORT"),
+    }
+    params.update(
+        {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in _DJANGO_ONLY_OPTIONS}
+    )
+    params = {k: v for k, v in params.items() if v not in (None, "")}
+    # An idle listener sees no traffic: TCP keepalives are what notice a dead peer (a half-open
+    # connection would otherwise wait for notifications that can never arrive).
+    params.setdefault("keepalives", 1)
+    params.setdefault("keepalives_idle", 10)
+    params.setdefault("keepalives_interval", 5)
+    params.setdefault("keepalives_count", 3)
+    params.setdefault("connect_timeout", 5)
+    params.setdefault("application_name", "connectors-listen-invalidations")
+    return params
+
+
+@dataclass
+class ListenerStats:
+    notifications: int = 0
+    invalidations: int = 0  # users whose entry was deleted (one per notification)
+    connects: int = 0
+    epoch_bumps: int = 0
+    epoch_keys: int = 0  # keys deleted by epoch bumps
+    failures: int = 0  # lost connections and failed connection attempts
+    bad_payloads: int = 0
+
+
+class InvalidationListener:
+    """LISTEN on CHANNEL and invalidate each notified user's cached status.
+
+    Run it with run() in its own thread or process; stop() ends it from another thread within
+    `poll_seconds`.
+    """
+
+    def __init__(
+        self,
+        *,
+        conninfo: Callable[[], dict[str, Any]] = conninfo_from_settings,
+        channel: str = CHANNEL,
+        poll_seconds: float = 0.5,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 10.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self.channel = channel
+        self.poll_seconds = poll_seconds
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._log = log or logger.info
+        self.stats = ListenerStats()
+        self.backend_pid: int | None = None
+        self.listening = threading.Event()  # set while LISTEN is active and the epoch bumped
+        self._stop = threading.Event()
+        self._state = "starting"
+        self._resync_needed = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _change_state(self, state: str, message: str) -> None:
+        # One log line per state change: a listener that cannot reach Postgres for an hour
+        # logs once, not once per retry.
+        if state != self._state:
+            self._state = state
+            self._log(message)
+
+    def run(
+        self, *, max_seconds: float | None = None, max_notifications: int | None = None
+    ) -> ListenerStats:
+        """Listen until stop(), `max_seconds`, or `max_notifications` handled."""
+        # Fail fast on a configuration that can never work (SQLite), before any retry loop.
+        self._conninfo()
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        backoff = self.backoff_initial
+        while not self._finished(deadline, max_notifications):
+            try:
+                conn = psycopg.connect(autocommit=True, **self._conninfo())
+            except psycopg.Error as e:
+                self.stats.failures += 1
+                self._change_state(
+                    "down",
+                    f"Cannot connect to Postgres ({_one_line(e)}); "
+                    f"retrying with back-off up to {self.backoff_max:g} s",
+                )
+                self._sleep(backoff, deadline)
+                backoff = min(backoff * 2, self.backoff_max)
+                continue
+            try:
+                with conn:
+                    self._listen(conn)
+                    backoff = self.backoff_initial
+                    self._loop(conn, deadline, max_notifications)
+            except psycopg.Error as e:
+                self._went_away()
+                self.stats.failures += 1
+                self._change_state(
+                    "down", f"Lost the Postgres connection ({_one_line(e)}); reconnecting"
+                )
+                self._sleep(backoff, deadline)
+                backoff = min(backoff * 2, self.backoff_max)
+            finally:
+                self._went_away()
+        self._change_state("stopped", "Stopped listening")
+        return self.stats
+
+    def _went_away(self) -> None:
+        # Cleared before any back-off sleep: from here on notifications are being lost.
+        self.listening.clear()
+        self.backend_pid = None
+
+    def _finished(self, deadline: float | None, max_notifications: int | None) -> bool:
+        if self._stop.is_set():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return True
+        return max_notifications is not None and self.stats.notifications >= max_notifications
+
+    def _sleep(self, seconds: float, deadline: float | None) -> None:
+        if deadline is not None:
+            seconds = min(seconds, max(0.0, deadline - time.monotonic()))
+        self._stop.wait(seconds)
+
+    def _listen(self, conn: psycopg.Connection[Any]) -> None:
+        # LISTEN first, then bump: a write committed between the two is covered by both, none
+        # by neither.
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        self.backend_pid = conn.info.backend_pid
+        self.stats.connects += 1
+        self._resync_needed = True
+        deleted = self._resync()
+        if deleted is not None:
+            self._change_state(
+                "listening",
+                f"Listening on {self.channel!r} (backend pid {self.backend_pid}); epoch bumped: "
+                f"{deleted} status keys invalidated",
+            )
+        self.listening.set()
+
+    def _resync(self) -> int | None:
+        """Bump the epoch if owed: the keys deleted, or None if Redis failed (still owed)."""
+        if not self._resync_needed:
+            return 0
+        try:
+            deleted = cache.invalidate_all_platform_status()
+        except CacheUnavailable as e:
+            self._change_state("redis-down", f"Cannot bump the cache epoch ({e}); will retry")
+            return None
+        self._resync_needed = False
+        self.stats.epoch_bumps += 1
+        self.stats.epoch_keys += deleted
+        return deleted
+
+    def _loop(
+        self,
+        conn: psycopg.Connection[Any],
+        deadline: float | None,
+        max_notifications: int | None,
+    ) -> None:
+        while not self._finished(deadline, max_notifications):
+            if self._resync_needed:
+                deleted = self._resync()
+                if deleted is not None:
+                    self._change_state(
+                        "listening", f"Epoch bumped: {deleted} status keys invalidated"
+                    )
+            timeout = self.poll_seconds
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+            remaining = None
+            if max_notifications is not None:
+                remaining = max_notifications - self.stats.notifications
+            for notify in conn.notifies(timeout=timeout, stop_after=remaining):
+                self._handle(notify.payload)
+
+    def _handle(self, payload: str) -> None:
+        self.stats.notifications += 1
+        if payload == ALL_USERS:
+            self._resync_needed = True
+            self._resync()
+            return
+        try:
+            ok = cache.invalidate_platform_status_cache(payload)
+        except InvalidUserId:
+            self.stats.bad_payloads += 1
+            logger.warning("Ignoring notification with payload %r: not a user id", payload[:80])
+            return
+        if ok:
+            self.stats.invalidations += 1
+        else:
+            # Redis refused this invalidation: it is lost, so the whole epoch must go once Redis
+            # answers again (pulpcore #2026 is what happens otherwise).
+            self._resync_needed = True
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

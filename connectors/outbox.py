@@ -1,0 +1,113 @@
+"""The durable half of invalidation: replaying what the on_commit DEL could not deliver.
+
+A trigger writes a PendingInvalidation row in the same transaction as every change to a user's
+connections (migration 0005). After commit, the cache layer reads that user's pending ids, sends
+the DEL, and deletes exactly those ids once the DEL succeeded. Rows therefore outlive the commit
+only when the DEL failed (Redis down or paused), when the process died in between, or when the
+write came from outside Django. Invalidations swallowed during an outage are otherwise simply
+lost (pulpcore #2026), and with Redis paused rather than restarted its old entries come back.
+
+Two things replay them:
+* the circuit breaker, before it closes again (cache.py passes `replay` as its before_close);
+* a sweeper thread in every process, every CACHE_OUTBOX_SWEEP_SECONDS, for rows older than
+  CACHE_OUTBOX_GRACE_SECONDS. A process that never saw the outage (its breaker stayed closed)
+  still learns of undelivered invalidations this way: while it cannot replay them, it stops
+  reading from Redis (cache.py's "undelivered" flag) instead of serving entries that may be
+  stale. Writes from other programs are invalidated within about grace + interval seconds
+  even without `listen_invalidations`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from connectors.models import PendingInvalidation
+
+logger = logging.getLogger("connectors.cache")
+
+
+def pending_ids_for(user_id: str) -> list[int]:
+    """Ids visible now: all committed before the DEL that follows this read."""
+    return list(PendingInvalidation.objects.filter(user_id=user_id).values_list("id", flat=True))
+
+
+def acknowledge(ids: Iterable[int]) -> None:
+    ids = list(ids)
+    if ids:
+        PendingInvalidation.objects.filter(id__in=ids).delete()
+
+
+def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
+    """Invalidate every user with pending rows, then delete those rows. True if none is left
+    unsent (rows written meanwhile wait for their own DEL or the next replay)."""
+    from connectors import cache
+
+    cutoff = timezone.now() - timedelta(seconds=older_than) if older_than else None
+    while True:
+        queryset = PendingInvalidation.objects.order_by("id")
+        if cutoff is not None:
+            queryset = queryset.filter(created_at__lte=cutoff)
+        rows = list(queryset.values_list("id", "user_id")[:batch])
+        if not rows:
+            return True
+        users = {str(user_id) for _, user_id in rows}
+        if not cache.invalidate_platform_status_many(users, bypass_breaker=True):
+            return False
+        acknowledge(row_id for row_id, _ in rows)
+        logger.info("Replayed %d pending invalidation(s) for %d user(s)", len(rows), len(users))
+        if len(rows) < batch:
+            return True
+
+
+def sweep_once() -> None:
+    """One sweeper pass: replay old pending rows, or mark the cache untrustworthy."""
+    from connectors import cache
+
+    try:
+        delivered = replay(older_than=settings.CACHE_OUTBOX_GRACE_SECONDS)
+    except DatabaseError as e:
+        # Nothing can be learned without the database; keep the current verdict.
+        logger.debug("Outbox sweep skipped, database unavailable: %s", e)
+        return
+    cache.set_undelivered(not delivered)
+
+
+class _Sweeper:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def ensure_running(self) -> None:
+        interval = settings.CACHE_OUTBOX_SWEEP_SECONDS
+        if interval <= 0 or self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # Per process: gunicorn forks workers after import, and threads do not survive it.
+            self._pid = os.getpid()
+            threading.Thread(
+                target=self._run, args=(interval,), name="outbox-sweeper", daemon=True
+            ).start()
+
+    def _run(self, interval: float) -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                sweep_once()
+            except Exception:  # the sweeper must outlive any single failure
+                logger.exception("Outbox sweep failed")
+            finally:
+                close_old_connections()
+
+
+sweeper = _Sweeper()

@@ -1,0 +1,494 @@
+"""Supabase access tokens signed with asymmetric keys, verified against a real local JWKS server.
+
+The server on 127.0.0.1 stands in for `SUPABASE_URL/auth/v1/.well-known/jwks.json` (and for
+`/auth/v1/user`, which strict mode asks); the ES256 and RS256 keys are made here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from rest_framework.test import APIClient
+
+from connectors import auth
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Keys -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: str
+    private: Any
+
+    def jwk(self) -> dict[str, Any]:
+        algorithm = ECAlgorithm if self.alg == "ES256" else RSAAlgorithm
+        data: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))
+        return {**data, "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+    def public_pem(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def es256_key() -> SigningKey:
+    return SigningKey(
+        f"es-{uuid.uuid4().hex[:8]}", "ES256", ec.generate_private_key(ec.SECP256R1())
+    )
+
+
+@pytest.fixture(scope="module")
+def rsa_private() -> Any:
+    # RSA generation is the slow part (~50 ms); one per module is enough.
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+# --- The Supabase stand-in ----------------------------------------------------------------------
+@dataclass
+class SupabaseServer:
+    url: str = ""
+    keys: list[SigningKey] = field(default_factory=list)
+    jwks_fetches: int = 0
+    jwks_status: int = 200
+    jwks_delay: float = 0.0
+    sessions: dict[str, str] = field(default_factory=dict)  # access token -> user id
+    user_status: int | None = None  # force /auth/v1/user's answer
+    user_delay: float = 0.0
+    user_requests: list[dict[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture
+def supabase(settings: Any) -> Iterator[SupabaseServer]:
+    state = SupabaseServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == auth.JWKS_PATH:
+                state.jwks_fetches += 1
+                time.sleep(state.jwks_delay)
+                body: Any = {"keys": [k.jwk() for k in state.keys]}
+                self._send(state.jwks_status, body)
+            elif self.path == "/auth/v1/user":
+                self._user()
+            else:
+                self._send(404, {"error": "not found"})
+
+        def _user(self) -> None:
+            state.user_requests.append({k.lower(): v for k, v in self.headers.items()})
+            time.sleep(state.user_delay)
+            if state.user_status is not None:
+                self._send(state.user_status, {"code": state.user_status, "msg": "forced"})
+                return
+            if not self.headers.get("apikey"):
+                self._send(401, {"message": "No API key found in request"})
+                return
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            user_id = state.sessions.get(token)
+            if user_id is None:
+                body = {"code": 403, "error_code": "session_not_found", "msg": "Session gone"}
+                self._send(403, body)
+                return
+            self._send(
+                200,
+                {
+                    "id": user_id,
+                    "aud": "authenticated",
+                    "role": "authenticated",
+                    "email": "alice@example.com",
+                    "app_metadata": {},
+                    "user_metadata": {},
+                    "created_at": "2026-01-01T00:00:00Z",
+                },
+            )
+
+        def _send(self, status: int, body: Any) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.SUPABASE_URL = state.url
+    settings.JWKS_TIMEOUT = 0.5
+    settings.JWKS_REFRESH_COOLDOWN_SECONDS = 0.0
+    settings.SUPABASE_ANON_KEY = "anon-key-for-tests"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def es_key(supabase: SupabaseServer) -> SigningKey:
+    key = es256_key()
+    supabase.keys.append(key)
+    return key
+
+
+@pytest.fixture
+def rs_key(supabase: SupabaseServer, rsa_private: Any) -> SigningKey:
+    key = SigningKey(f"rs-{uuid.uuid4().hex[:8]}", "RS256", rsa_private)
+    supabase.keys.append(key)
+    return key
+
+
+def claims_for(user_id: str, supabase: SupabaseServer, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": f"{supabase.url}/auth/v1",
+        "aud": "authenticated",
+        "role": "authenticated",
+        "sub": user_id,
+        "iat": now,
+        "exp": now + 600,
+        "session_id": str(uuid.uuid4()),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def sign(key: SigningKey, claims: dict[str, Any], **header: Any) -> str:
+    return jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid, **header})
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_with(secret: bytes, claims: dict[str, Any], **header: Any) -> str:
+    """An HS256 token made by hand (PyJWT refuses a PEM key as an HMAC secret, attackers don't)."""
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", **header}).encode())
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"
+
+
+def get_status(token: str, user_id: str) -> Any:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.get(f"/api/connectors/status/{user_id}")
+
+
+def assert_401(response: Any, message: str = "") -> None:
+    assert response.status_code == 401, response.content
+    assert response.json()["error"]["code"] == "authentication_failed"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert message in response.json()["error"]["message"]
+
+
+# --- Valid tokens -------------------------------------------------------------------------------
+@pytest.mark.parametrize("key_fixture", ["es_key", "rs_key"])
+def test_a_token_signed_with_a_project_key_is_accepted(request, supabase, alice_id, key_fixture):
+    key = request.getfixturevalue(key_fixture)
+    response = get_status(sign(key, claims_for(alice_id, supabase)), alice_id)
+    assert response.status_code == 200, response.content
+    assert supabase.jwks_fetches == 1
+
+
+def test_the_key_set_is_fetched_once_and_cached_by_one_client_per_process(
+    supabase, es_key, alice_id
+):
+    for _ in range(5):
+        assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    assert supabase.jwks_fetches == 1
+    assert auth.jwks_client() is auth.jwks_client()
+    assert auth.jwks_client().jwk_set_cache.lifespan == 600  # about ten minutes, as Supabase's edge
+
+
+def test_exp_within_the_leeway_is_accepted_and_beyond_it_refused(supabase, es_key, alice_id):
+    now = int(time.time())
+    fresh = claims_for(alice_id, supabase, exp=now - 10)  # JWT_LEEWAY_SECONDS = 30
+    assert get_status(sign(es_key, fresh), alice_id).status_code == 200
+    stale = claims_for(alice_id, supabase, exp=now - 3600, iat=now - 7200)
+    assert_401(get_status(sign(es_key, stale), alice_id), "expired")
+
+
+def test_a_token_without_exp_is_refused(supabase, es_key, alice_id):
+    claims = claims_for(alice_id, supabase)
+    del claims["exp"]
+    assert_401(get_status(sign(es_key, claims), alice_id))
+
+
+def test_a_not_yet_valid_token_is_refused(supabase, es_key, alice_id):
+    claims = claims_for(alice_id, supabase, nbf=int(time.time()) + 3600)
+    assert_401(get_status(sign(es_key, claims), alice_id), "not valid yet")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"aud": "someone-else"}, "audience"),
+        ({"aud": None}, "audience"),
+        ({"iss": "https://evil.supabase.co/auth/v1"}, "another project"),
+        ({"iss": None}, "another project"),
+        ({"sub": "not-a-uuid"}, "subject"),
+        ({"sub": "7F9C24E83B1A4B8E9A521C6F4C1E2D3A"}, "subject"),  # UUID without dashes
+        ({"sub": None}, "subject"),
+        ({"role": "anon"}, "role 'authenticated'"),
+        ({"role": None}, "role 'authenticated'"),
+        ({"role": "supabase_admin"}, "role 'authenticated'"),
+    ],
+)
+def test_claims_that_do_not_hold_up_are_refused(supabase, es_key, alice_id, overrides, message):
+    token = sign(es_key, claims_for(alice_id, supabase, **overrides))
+    assert_401(get_status(token, alice_id), message)
+
+
+def test_the_anon_key_is_refused(supabase, es_key, alice_id):
+    now = int(time.time())
+    anon = {"iss": "supabase", "role": "anon", "iat": now, "exp": now + 600}
+    assert_401(get_status(sign(es_key, anon), alice_id))
+
+
+def test_a_service_role_token_from_the_project_acts_for_anyone(supabase, rs_key):
+    now = int(time.time())
+    service = {"iss": "supabase", "role": "service_role", "iat": now, "exp": now + 600}
+    assert get_status(sign(rs_key, service), str(uuid.uuid4())).status_code == 200
+
+
+def test_a_user_token_cannot_read_another_user(supabase, es_key, alice_id, bob_id):
+    response = get_status(sign(es_key, claims_for(alice_id, supabase)), bob_id)
+    assert response.status_code == 403
+
+
+# --- Keys: unknown, rotated, forged ---------------------------------------------------------------
+def test_an_unknown_kid_refreshes_the_key_set_once_and_finds_a_rotated_key(
+    supabase, es_key, alice_id
+):
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    assert supabase.jwks_fetches == 1
+    # Supabase rotates: the new key is published while clients still hold the old set.
+    rotated = es256_key()
+    supabase.keys.append(rotated)
+    assert get_status(sign(rotated, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    assert supabase.jwks_fetches == 2  # exactly one refresh
+    assert get_status(sign(rotated, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    assert supabase.jwks_fetches == 2  # and then cached
+
+
+def test_a_kid_that_is_not_published_is_refused_after_one_refresh(supabase, es_key, alice_id):
+    stranger = es256_key()  # never published
+    assert_401(get_status(sign(stranger, claims_for(alice_id, supabase)), alice_id), "unknown key")
+    assert supabase.jwks_fetches == 2  # the first load, then one refresh for the unknown kid
+
+
+def test_unknown_kids_cannot_force_a_fetch_per_request(supabase, es_key, alice_id, settings):
+    settings.JWKS_REFRESH_COOLDOWN_SECONDS = 30.0
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    for _ in range(5):
+        token = sign(es256_key(), claims_for(alice_id, supabase))
+        assert_401(get_status(token, alice_id), "unknown key")
+    assert supabase.jwks_fetches == 1  # PyJWKClient's cool-down
+
+
+def test_a_token_signed_by_another_key_with_a_published_kid_is_refused(supabase, es_key, alice_id):
+    impostor = SigningKey(es_key.kid, "ES256", ec.generate_private_key(ec.SECP256R1()))
+    assert_401(get_status(sign(impostor, claims_for(alice_id, supabase)), alice_id))
+
+
+def test_a_token_cannot_pick_another_algorithm_for_a_published_key(
+    supabase, es_key, rs_key, alice_id
+):
+    # RS256 in the header, the EC key's kid: the key's type decides, the token is refused.
+    token = jwt.encode(
+        claims_for(alice_id, supabase),
+        rs_key.private,
+        algorithm="RS256",
+        headers={"kid": es_key.kid},
+    )
+    assert_401(get_status(token, alice_id), "algorithm")
+
+
+def test_alg_none_is_refused(supabase, es_key, alice_id):
+    unsigned = jwt.encode(
+        claims_for(alice_id, supabase), None, algorithm="none", headers={"kid": es_key.kid}
+    )
+    assert_401(get_status(unsigned, alice_id), "algorithm")
+    head = b64(json.dumps({"alg": "none", "kid": es_key.kid}).encode())
+    body = b64(json.dumps(claims_for(alice_id, supabase)).encode())
+    assert_401(get_status(f"{head}.{body}.", alice_id))
+
+
+@pytest.mark.parametrize("with_secret", [True, False])
+@pytest.mark.parametrize("key_fixture", ["es_key", "rs_key"])
+def test_hs256_signed_with_the_public_key_is_refused(
+    request, supabase, alice_id, settings, with_secret, key_fixture
+):
+    """Algorithm confusion: the public key (anyone can fetch it) used as an HMAC secret."""
+    key = request.getfixturevalue(key_fixture)
+    if not with_secret:
+        settings.SUPABASE_JWT_SECRET = ""
+    claims = claims_for(alice_id, supabase)
+    for secret in (key.public_pem(), json.dumps(key.jwk()).encode()):
+        assert_401(get_status(hs256_with(secret, claims, kid=key.kid), alice_id))
+
+
+def test_hs256_is_accepted_only_while_the_secret_is_configured(supabase, alice_id, settings):
+    token = jwt.encode(
+        claims_for(alice_id, supabase), settings.SUPABASE_JWT_SECRET, algorithm="HS256"
+    )
+    assert get_status(token, alice_id).status_code == 200
+    settings.SUPABASE_JWT_SECRET = ""
+    assert_401(get_status(token, alice_id), "algorithm")
+
+
+def test_asymmetric_tokens_are_refused_without_supabase_url(es_key, supabase, alice_id, settings):
+    token = sign(es_key, claims_for(alice_id, supabase))
+    settings.SUPABASE_URL = ""
+    assert_401(get_status(token, alice_id), "algorithm")
+    assert supabase.jwks_fetches == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer a b",
+        "bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not.a.jwt",
+        "Bearer ....",
+        "Bearer eyJhbGciOiJFUzI1NiJ9.e30.",
+        "Bearer " + b64(b'{"alg":"ES256","kid":7}') + ".e30.c2ln",
+        "Bearer " + b64(b'["ES256"]') + ".e30.c2ln",
+        "Bearer " + "a" * 9000,
+        "Token abc",
+    ],
+)
+def test_malformed_authorization_headers_are_401_never_500(supabase, es_key, alice_id, header):
+    response = APIClient().get(f"/api/connectors/status/{alice_id}", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401, response.content
+    assert response.json()["success"] is False
+
+
+def test_non_ascii_authorization_header_is_401():
+    response = APIClient().get(
+        f"/api/connectors/status/{uuid.uuid4()}", HTTP_AUTHORIZATION="Bearer \u00e9t\u00e9"
+    )
+    assert response.status_code == 401
+
+
+# --- The JWKS endpoint failing ------------------------------------------------------------------
+@pytest.mark.parametrize("failure", ["http_500", "timeout", "refused", "not_json"])
+def test_an_unreachable_jwks_is_a_503_with_retry_after(
+    supabase, es_key, alice_id, settings, failure
+):
+    token = sign(es_key, claims_for(alice_id, supabase))
+    if failure == "http_500":
+        supabase.jwks_status = 500
+    elif failure == "timeout":
+        supabase.jwks_delay = 1.0  # JWKS_TIMEOUT is 0.5 s here
+    elif failure == "refused":
+        settings.SUPABASE_URL = "http://127.0.0.1:9"
+        token = sign(es_key, claims_for(alice_id, supabase, iss="http://127.0.0.1:9/auth/v1"))
+    started = time.monotonic()
+    if failure == "not_json":
+        supabase.keys.clear()  # {"keys": []}: a key set without keys
+        response = get_status(token, alice_id)
+        assert_401(response, "unknown key")
+        return
+    response = get_status(token, alice_id)
+    assert time.monotonic() - started < 2.5
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "auth_unavailable"
+    assert response["Retry-After"] == "5"
+
+
+# --- Strict mode: supabase-py's auth.get_user against the local /auth/v1/user -------------------
+@pytest.fixture
+def strict(settings: Any, supabase: SupabaseServer) -> SupabaseServer:
+    settings.SUPABASE_STRICT_WRITES = True
+    return supabase
+
+
+def _client_with(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def test_strict_mode_confirms_the_session_before_a_sensitive_write(strict, es_key, alice_id):
+    token = sign(es_key, claims_for(alice_id, strict))
+    strict.sessions[token] = alice_id
+    response = _client_with(token).post(f"/api/connectors/reset/{alice_id}")
+    assert response.status_code == 200, response.content
+    [sent] = strict.user_requests
+    assert sent["authorization"] == f"Bearer {token}"
+    assert sent["apikey"] == "anon-key-for-tests"
+
+
+def test_strict_mode_refuses_a_token_whose_session_has_ended(strict, es_key, alice_id):
+    token = sign(es_key, claims_for(alice_id, strict))  # valid JWT, but signed out
+    client = _client_with(token)
+    assert client.get(f"/api/connectors/status/{alice_id}").status_code == 200  # reads: no call
+    assert strict.user_requests == []
+    for response in (
+        client.post(f"/api/connectors/reset/{alice_id}"),
+        client.delete(f"/api/connectors/github/{alice_id}"),
+        client.post(
+            "/api/connectors/callback",
+            {"provider": "github", "code": "c", "state": "s"},
+            format="json",
+        ),
+    ):
+        assert_401(response, "session")
+    assert len(strict.user_requests) == 3
+
+
+def test_strict_mode_refuses_a_session_of_another_user(strict, es_key, alice_id, bob_id):
+    token = sign(es_key, claims_for(alice_id, strict))
+    strict.sessions[token] = bob_id
+    assert_401(_client_with(token).post(f"/api/connectors/reset/{alice_id}"), "session")
+
+
+@pytest.mark.parametrize(("status", "expected"), [(401, 401), (500, 503), (503, 503)])
+def test_strict_mode_maps_auth_server_failures(strict, es_key, alice_id, status, expected):
+    token = sign(es_key, claims_for(alice_id, strict))
+    strict.sessions[token] = alice_id
+    strict.user_status = status
+    response = _client_with(token).post(f"/api/connectors/reset/{alice_id}")
+    assert response.status_code == expected, response.content
+
+
+def test_strict_mode_with_supabase_auth_not_answering_is_a_503(strict, es_key, alice_id, settings):
+    settings.SUPABASE_AUTH_TIMEOUT = 0.3
+    token = sign(es_key, claims_for(alice_id, strict))
+    strict.sessions[token] = alice_id
+    strict.user_delay = 1.0
+    started = time.monotonic()
+    response = _client_with(token).post(f"/api/connectors/reset/{alice_id}")
+    assert time.monotonic() - started < 1.0
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "auth_unavailable"
+    assert response["Retry-After"] == "5"
+
+
+def test_strict_mode_does_not_call_supabase_for_the_service_role(strict, rs_key, bob_id):
+    now = int(time.time())
+    service = sign(rs_key, {"iss": "supabase", "role": "service_role", "iat": now, "exp": now + 60})
+    assert _client_with(service).post(f"/api/connectors/reset/{bob_id}").status_code == 200
+    assert strict.user_requests == []

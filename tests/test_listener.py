@@ -1,0 +1,222 @@
+"""The NOTIFY listener: writes by "other programs" (a raw psycopg connection) reach the cache."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management import call_command
+
+from connectors import cache, consistency, selectors
+from connectors.listener import InvalidationListener, conninfo_from_settings
+
+# conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
+needs_services = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+]
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = "connectors_platformconnection"
+
+
+def services(test: Any) -> Any:
+    for mark in reversed(needs_services):
+        test = mark(test)
+    return test
+
+
+@pytest.fixture
+def other_program() -> Iterator[psycopg.Connection[Any]]:
+    """A connection that is not Django's: its writes send no signal and run no on_commit."""
+    params = conninfo_from_settings()  # the test database, as pytest-django renamed it
+    params["application_name"] = "other-program"
+    with psycopg.connect(autocommit=True, **params) as conn:
+        yield conn
+
+
+@pytest.fixture
+def listener() -> Iterator[InvalidationListener]:
+    lines: list[str] = []
+    running = InvalidationListener(
+        poll_seconds=0.05, backoff_initial=0.3, backoff_max=1.0, log=lines.append
+    )
+    thread = threading.Thread(target=running.run, kwargs={"max_seconds": 30}, daemon=True)
+    thread.start()
+    assert running.listening.wait(5), f"listener did not start: {lines}"
+    yield running
+    running.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def seed(listener: InvalidationListener) -> str:
+    """A new user with a github row, once the listener has handled the insert's notification.
+
+    Otherwise that notification could arrive after the test primed the cache and evict it.
+    """
+    before = listener.stats.invalidations
+    [user] = consistency.seed_users(1, ["github"])
+    deadline = time.monotonic() + 2
+    while listener.stats.invalidations == before:
+        assert time.monotonic() < deadline, "the insert's notification never arrived"
+        time.sleep(0.002)
+    return user
+
+
+def cached_version(user: str, provider: str = "github") -> int | None:
+    data = cache.get_cached_platform_status(user)
+    return None if data is None else int(data["platforms"][provider]["version"])
+
+
+def prime(user: str) -> int:
+    """Cache the user's status; the cached github version."""
+    selectors.platform_status_for_user(user_id=user)
+    version = cached_version(user)
+    assert version is not None, "the read did not fill the cache"
+    return version
+
+
+def wait_until_uncached(user: str, within: float = 2.0) -> float:
+    started = time.perf_counter()
+    while cache.get_cached_platform_status(user) is not None:
+        assert time.perf_counter() - started < within, f"still cached after {within} s"
+        time.sleep(0.002)
+    return time.perf_counter() - started
+
+
+def raw_update(conn: psycopg.Connection[Any], user: str, status: str = "success") -> int:
+    row = conn.execute(
+        f"UPDATE {TABLE} SET last_sync_status = %s WHERE user_id = %s AND provider = 'github' "  # noqa: S608
+        "RETURNING version",
+        [status, user],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@services
+def test_a_write_by_another_program_is_invalidated_and_the_next_read_is_fresh(
+    listener: InvalidationListener, other_program: psycopg.Connection[Any]
+) -> None:
+    user = seed(listener)
+    old = prime(user)
+
+    new = raw_update(other_program, user)
+    assert new > old
+    latency = wait_until_uncached(user)
+    print(f"commit-to-invalidated via NOTIFY: {latency * 1000:.1f} ms")
+
+    read = selectors.platform_status_for_user(user_id=user)
+    assert read.data["platforms"]["github"]["version"] == new
+    assert cached_version(user) == new
+    assert listener.stats.invalidations >= 1
+
+
+@services
+def test_rolled_back_writes_send_nothing_and_deletes_do(
+    listener: InvalidationListener, other_program: psycopg.Connection[Any]
+) -> None:
+    user = seed(listener)
+    prime(user)
+    before = listener.stats.notifications
+
+    with pytest.raises(psycopg.errors.RaiseException), other_program.transaction():
+        raw_update(other_program, user)
+        other_program.execute("DO $$ BEGIN RAISE EXCEPTION 'roll back'; END $$")
+    time.sleep(0.3)  # NOTIFY is sent at commit: a rollback must leave the entry alone
+    assert listener.stats.notifications == before
+    assert cached_version(user) is not None
+
+    other_program.execute(f"DELETE FROM {TABLE} WHERE user_id = %s", [user])  # noqa: S608
+    wait_until_uncached(user)
+    read = selectors.platform_status_for_user(user_id=user)
+    assert read.data["platforms"]["github"] == {
+        "connected": False,
+        "status": "not_connected",
+        "connected_at": None,
+        "last_sync_at": None,
+        "last_sync_status": None,
+        "version": 0,
+    }
+
+
+@services
+def test_reconnect_bumps_the_epoch_so_writes_missed_while_away_are_not_served(
+    listener: InvalidationListener, other_program: psycopg.Connection[Any]
+) -> None:
+    user = seed(listener)
+    prime(user)
+    pid = listener.backend_pid
+    assert pid is not None
+
+    other_program.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while listener.listening.is_set():
+        assert time.monotonic() < deadline, "the listener did not notice its backend died"
+        time.sleep(0.005)
+    # The listener is away (back-off 0.3 s): this write's notification is lost for good.
+    new = raw_update(other_program, user)
+    assert cached_version(user) is not None
+
+    assert listener.listening.wait(5), "the listener did not reconnect"
+    assert listener.backend_pid != pid
+    assert listener.stats.connects == 2
+    assert listener.stats.epoch_bumps == 2
+    assert listener.stats.failures >= 1
+    # Only the epoch bump can have removed it.
+    assert cached_version(user) is None
+    assert (
+        selectors.platform_status_for_user(user_id=user).data["platforms"]["github"]["version"]
+        == new
+    )
+
+
+@services
+def test_command_once_handles_one_notification_and_summarises(
+    other_program: psycopg.Connection[Any],
+) -> None:
+    [user] = consistency.seed_users(1, ["github"])
+    out = io.StringIO()
+    thread = threading.Thread(
+        target=call_command,
+        args=("listen_invalidations", "--once", "--max-seconds", "10"),
+        kwargs={"stdout": out},
+    )
+    thread.start()
+    deadline = time.monotonic() + 5
+    while "Listening on" not in out.getvalue():
+        assert time.monotonic() < deadline, out.getvalue()
+        time.sleep(0.01)
+    prime(user)
+    raw_update(other_program, user)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert cached_version(user) is None
+    summary = out.getvalue().strip().splitlines()[-1]
+    assert summary.startswith("Done! 1 notifications, 1 invalidations"), summary
+
+
+def test_command_refuses_sqlite_with_a_clear_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'unused.sqlite3'}"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "listen_invalidations", "--max-seconds", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "needs PostgreSQL" in result.stderr, result.stderr

@@ -1,0 +1,218 @@
+"""Redis killed, paused, restarted empty or with its data, and closing idle connections.
+
+Each test owns its redis-server (conftest's own_redis): the shared one is never touched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from connectors import cache, outbox
+from connectors.breaker import State
+from connectors.models import PendingInvalidation
+from tests.conftest import status_of
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+COOLDOWN = 0.3
+
+
+@pytest.fixture(autouse=True)
+def _short_cooldown(monkeypatch):
+    monkeypatch.setattr(cache.breaker, "cooldown", COOLDOWN)
+
+
+def _github(client, user_id) -> dict:
+    return status_of(client, user_id)["data"]["platforms"]["github"]
+
+
+def _warm(client, user_id) -> None:
+    status_of(client, user_id)
+    assert status_of(client, user_id)["cached"] is True
+
+
+def _pending(user_id) -> bool:
+    return PendingInvalidation.objects.filter(user_id=user_id).exists()
+
+
+def _recover() -> None:
+    """Wait out the cool-down, trigger the background probe with a read, and wait for it."""
+    time.sleep(COOLDOWN + 0.05)
+    cache.get_cached_platform_status(str(uuid.uuid4()))
+    deadline = time.monotonic() + 5
+    while cache.breaker.state is not State.CLOSED and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _open_breaker(client, user_id) -> None:
+    """Read until the breaker opens, so that the next write's DEL is not even sent.
+
+    (A DEL sent to a paused Redis is not lost: it waits in the socket and runs on SIGCONT.
+    The invalidations an outage really loses are those never sent, or dropped on the way.)
+    """
+    for _ in range(cache.breaker.failure_threshold):
+        assert status_of(client, user_id)["cached"] is False
+    assert cache.breaker.state is State.OPEN
+
+
+def test_a_killed_redis_opens_the_breaker_and_reads_go_to_the_database(
+    alice, alice_id, make_connection, own_redis
+):
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_redis.kill()
+    for _ in range(5):
+        body = status_of(alice, alice_id)
+        assert body["cached"] is False
+        assert body["data"]["platforms"]["github"]["connected"] is True
+    assert cache.breaker.state is State.OPEN
+    assert cache.health() == "degraded"
+
+
+def test_a_write_during_the_outage_is_replayed_when_redis_comes_back_empty(
+    alice, alice_id, make_connection, own_redis
+):
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_redis.kill()
+    _open_breaker(alice, alice_id)
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    assert _pending(alice_id)  # the invalidation could not be delivered, and is kept
+    assert _github(alice, alice_id)["connected"] is False
+    own_redis.start()
+    _recover()
+    assert cache.breaker.state is State.CLOSED
+    assert _github(alice, alice_id)["connected"] is False
+    assert not _pending(alice_id)
+    assert status_of(alice, alice_id)["cached"] is True
+
+
+def test_a_paused_redis_comes_back_with_old_data_and_none_of_it_is_served(
+    alice, alice_id, bob, bob_id, make_connection, own_redis
+):
+    make_connection(alice_id, "github")
+    make_connection(bob_id, "github")
+    _warm(alice, alice_id)
+    _warm(bob, bob_id)
+    own_redis.pause()
+    _open_breaker(alice, alice_id)
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    assert _github(alice, alice_id)["connected"] is False  # from the DB meanwhile
+    own_redis.resume()
+    # Redis still holds alice's old entry; the breaker replays before it closes.
+    _recover()
+    assert cache.breaker.state is State.CLOSED
+    assert _github(alice, alice_id)["connected"] is False
+    # Only what was written during the outage was dropped: bob is still a hit.
+    assert status_of(bob, bob_id)["cached"] is True
+
+
+def test_without_the_replay_the_paused_redis_serves_stale_data(
+    alice, alice_id, make_connection, own_redis, monkeypatch
+):
+    """Proof the test above can fail: the same outage with a breaker that closes at once."""
+    monkeypatch.setattr(cache.breaker, "before_close", None)
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_redis.pause()
+    _open_breaker(alice, alice_id)
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    own_redis.resume()
+    _recover()
+    body = status_of(alice, alice_id)
+    assert body["cached"] is True
+    assert body["data"]["platforms"]["github"]["connected"] is True  # stale
+
+
+def test_a_process_that_saw_no_failure_learns_of_lost_invalidations_from_the_outbox(
+    alice, alice_id, make_connection, own_redis, settings, monkeypatch
+):
+    """Another process's write could not invalidate; this process's breaker never opened."""
+    settings.CACHE_OUTBOX_GRACE_SECONDS = 0
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_redis.pause()
+    _open_breaker(alice, alice_id)  # the writing process's breaker: its DEL is never sent
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    cache.breaker.reset()  # from here on, a process that never saw a failure
+    outbox.sweep_once()  # cannot replay: Redis is unreachable
+    assert cache.health() == "degraded"
+    own_redis.resume()
+    # Until the sweeper replays, this process reads from the database, not the stale entry.
+    body = status_of(alice, alice_id)
+    assert body["cached"] is False
+    assert body["data"]["platforms"]["github"]["connected"] is False
+    outbox.sweep_once()
+    assert not _pending(alice_id)
+    assert _github(alice, alice_id)["connected"] is False
+    assert status_of(alice, alice_id)["cached"] is True
+
+
+def test_without_the_sweeper_that_process_would_serve_the_stale_entry(
+    alice, alice_id, make_connection, own_redis, monkeypatch
+):
+    """Proof the test above can fail: skip the sweep and the old entry is served."""
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_redis.pause()
+    _open_breaker(alice, alice_id)
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    cache.breaker.reset()
+    own_redis.resume()
+    assert _github(alice, alice_id)["connected"] is True  # stale: what the sweeper prevents
+
+
+def test_redis_restarted_with_its_data_is_not_trusted_until_replayed(
+    alice, alice_id, make_connection, own_persistent_redis
+):
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_persistent_redis.kill()
+    _open_breaker(alice, alice_id)
+    assert alice.post(f"/api/connectors/reset/{alice_id}").status_code == 200
+    own_persistent_redis.start()
+    key = cache._full_key(cache.platform_status_key(alice_id))
+    assert own_persistent_redis.client().get(key) is not None  # the old entry is back
+    _recover()
+    assert cache.breaker.state is State.CLOSED
+    assert _github(alice, alice_id)["connected"] is False
+
+
+def test_the_server_closing_idle_connections_costs_no_failed_request(
+    alice, alice_id, make_connection, own_redis
+):
+    """Upstash-like: the server drops idle clients. redis-py's pool notices a closed socket when
+    it hands the connection out and reconnects; retry-once (settings) covers a close that
+    races with the command itself."""
+    make_connection(alice_id, "github")
+    own_redis.client().config_set("timeout", 1)
+    _warm(alice, alice_id)
+    time.sleep(2.2)  # the server closes this process's pooled connections meanwhile
+    assert status_of(alice, alice_id)["cached"] is True
+    assert cache.breaker._failures == 0
+    assert cache.breaker.transitions == 0
+
+
+def test_a_redis_that_came_back_empty_is_rewarmed_with_recently_served_users(
+    alice, alice_id, make_connection, own_redis
+):
+    make_connection(alice_id, "github")
+    make_connection(alice_id, "spotify")
+    _warm(alice, alice_id)
+    own_redis.kill()
+    _open_breaker(alice, alice_id)
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    own_redis.start()
+    assert cache.get_cached_platform_status(alice_id) is None  # empty, and the breaker is open
+    _recover()  # reads another user only: nothing here reads alice
+    deadline = time.monotonic() + 5
+    while cache.get_cached_platform_status(alice_id) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    warmed = cache.get_cached_platform_status(alice_id)
+    assert warmed is not None
+    assert warmed["platforms"]["github"]["connected"] is False  # the outage's write included
+    assert warmed["platforms"]["spotify"]["connected"] is True
+    assert status_of(alice, alice_id)["cached"] is True

@@ -1,0 +1,172 @@
+"""Rate limits per user and per IP, stricter on OAuth: a burst over a limit gets 429 with
+Retry-After, traffic under it never does; the service role is never throttled."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from rest_framework.test import APIClient
+
+from connectors import cache
+from connectors.api import throttling
+from tests.conftest import client_for
+from tests.test_settings import _load
+
+pytestmark = pytest.mark.django_db
+
+GENEROUS = "1000/min"
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def backend(request: Any, settings: Any) -> Iterator[str]:
+    """Each test runs against the Redis throttle (one pipelined round trip) and against DRF's
+    own throttle over LocMemCache (the zero-config fallback)."""
+    if request.param == "redis":
+        if not cache.enabled():
+            pytest.skip("needs Redis (set REDIS_URL=redis://...)")
+        assert "RedisCache" in settings.CACHES["throttle"]["BACKEND"]
+    else:
+        settings.CACHES = {
+            **settings.CACHES,
+            "throttle": {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                "LOCATION": f"throttle-test-{uuid.uuid4()}",
+            },
+        }
+    yield request.param
+    throttling.reset_local_counters()
+
+
+def rates(settings: Any, **overrides: str) -> None:
+    settings.THROTTLE_RATES = {
+        "user": GENEROUS,
+        "ip": GENEROUS,
+        "oauth_user": GENEROUS,
+        "oauth_ip": GENEROUS,
+        **overrides,
+    }
+
+
+def assert_throttled(response: Any, window: int = 60) -> None:
+    assert response.status_code == 429, response.content
+    assert response.json() == {
+        "success": False,
+        "error": {"code": "rate_limited", "message": response.json()["error"]["message"]},
+    }
+    assert 1 <= int(response["Retry-After"]) <= window
+
+
+def test_a_burst_over_the_user_limit_gets_429_and_under_it_never(
+    backend, settings, alice, alice_id, bob, bob_id
+):
+    rates(settings, user="5/min")
+    for _ in range(5):
+        assert alice.get(f"/api/connectors/status/{alice_id}").status_code == 200
+    assert_throttled(alice.get(f"/api/connectors/status/{alice_id}"))
+    assert_throttled(alice.post(f"/api/connectors/reset/{alice_id}"))  # every endpoint counts
+    # Per user: bob, from the same address, is not affected.
+    for _ in range(5):
+        assert bob.get(f"/api/connectors/status/{bob_id}").status_code == 200
+
+
+def test_the_ip_limit_counts_every_user_from_one_address(backend, settings):
+    rates(settings, ip="6/min")
+    users = [str(uuid.uuid4()) for _ in range(3)]
+    for user in users:
+        for _ in range(2):
+            assert client_for(user).get(f"/api/connectors/status/{user}").status_code == 200
+    assert_throttled(client_for(users[0]).get(f"/api/connectors/status/{users[0]}"))
+    other = client_for(users[0])
+    response = other.get(f"/api/connectors/status/{users[0]}", REMOTE_ADDR="10.1.2.3")
+    assert response.status_code == 200
+
+
+def test_oauth_endpoints_have_a_stricter_limit(backend, settings, alice, alice_id, oauth_provider):
+    rates(settings, oauth_user="2/min")
+    for _ in range(2):
+        assert alice.get("/api/connectors/github/authorize").status_code == 200
+    assert_throttled(alice.get("/api/connectors/github/authorize"))
+    assert_throttled(
+        alice.post(
+            "/api/connectors/callback",
+            {"provider": "github", "code": "c", "state": "s"},
+            format="json",
+        )
+    )
+    # The rest of the API still answers.
+    assert alice.get(f"/api/connectors/status/{alice_id}").status_code == 200
+
+
+def test_the_service_role_is_never_throttled(backend, settings, service):
+    rates(settings, user="2/min", ip="2/min")
+    for _ in range(20):
+        user = str(uuid.uuid4())
+        assert service.get(f"/api/connectors/status/{user}").status_code == 200
+
+
+def test_unauthenticated_requests_are_refused_before_any_counter(backend, settings):
+    rates(settings, ip="2/min")
+    for _ in range(5):
+        response = APIClient().get(f"/api/connectors/status/{uuid.uuid4()}")
+        assert response.status_code == 401
+
+
+def test_a_forged_x_forwarded_for_does_not_reach_a_key(backend, settings):
+    settings.THROTTLE_NUM_PROXIES = 1
+    rates(settings, ip="3/min")
+    user = str(uuid.uuid4())
+    client = client_for(user)
+    for _ in range(3):
+        response = client.get(
+            f"/api/connectors/status/{user}", HTTP_X_FORWARDED_FOR="1.2.3.4, *:{x} evil"
+        )
+        assert response.status_code == 200
+    assert_throttled(
+        client.get(f"/api/connectors/status/{user}", HTTP_X_FORWARDED_FOR="*:{y} evil2")
+    )  # both malformed: one "unknown" bucket, not one per string
+
+
+@pytest.mark.redis
+def test_the_redis_throttle_is_one_round_trip_and_none_for_the_service_role(
+    settings, alice, alice_id, service, monkeypatch
+):
+    rates(settings)
+    sends: list[int] = []  # round trips made while a throttle check runs, on this thread
+    checking = threading.local()
+    real_send = redis.connection.Connection.send_packed_command
+    real_allow = throttling.ApiRateThrottle.allow_request
+
+    def counting_send(self: Any, command: Any, check_health: bool = True) -> None:
+        if getattr(checking, "on", False):
+            sends.append(1)
+        real_send(self, command, check_health)
+
+    def counting_allow(self: Any, request: Any, view: Any) -> bool:
+        checking.on = True
+        try:
+            return bool(real_allow(self, request, view))
+        finally:
+            checking.on = False
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting_send)
+    monkeypatch.setattr(throttling.ApiRateThrottle, "allow_request", counting_allow)
+    url = f"/api/connectors/status/{alice_id}"
+    assert service.get(url).status_code == 200
+    assert sends == []
+    assert alice.get(url).status_code == 200
+    assert alice.get(url).status_code == 200
+    assert len(sends) == 2  # one pipelined round trip per request (user + IP counters)
+    keys = list(cache._redis().scan_iter(match=cache._full_key("throttle:*")))
+    assert {k.decode().split(":")[-1] for k in keys} == {alice_id, "127.0.0.1"}
+
+
+def test_rates_are_validated_at_start_up():
+    result = _load(THROTTLE_USER_RATE="lots")
+    assert result.returncode != 0
+    assert "THROTTLE_USER_RATE='lots' is not a rate" in result.stderr
+    assert _load(THROTTLE_OAUTH_IP_RATE="off", THROTTLE_IP_RATE="10/s").returncode == 0
