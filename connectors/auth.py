@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,9 @@ from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
+
+from connectors.cache import normalize_user_id
+from connectors.errors import InvalidUserId
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
 SYMMETRIC_ALGORITHM = "HS256"
@@ -126,8 +128,32 @@ def _jwks_signing_key(token: str, alg: str) -> Any:
 
 
 # --- Verification -----------------------------------------------------------------------------
+# Tokens already verified by this process, with when to stop trusting the verdict: the token's
+# own expiry, and at most _VERIFIED_SECONDS (no later than PyJWKClient's own key cache would
+# keep accepting a revoked signing key). The key includes the settings a verdict depends on.
+# Full signature and claim checks cost about 0.1 ms a request; a dashboard polls with the same
+# token for an hour. Failures are never remembered.
+_VERIFIED_SECONDS = 300.0
+_VERIFIED_MAX = 10_000
+_verified: dict[tuple[str, str, str, int], tuple[SupabasePrincipal, float]] = {}
+
+
 def verify_token(token: str) -> SupabasePrincipal:
     """Verify a Supabase JWT, or raise AuthenticationFailed with a reason a client can act on."""
+    key = (token, settings.SUPABASE_URL, settings.SUPABASE_JWT_SECRET, settings.JWT_LEEWAY_SECONDS)
+    known = _verified.get(key)
+    now = time.time()
+    if known is not None and now < known[1]:
+        return known[0]
+    principal = _verify_token(token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()  # crude but O(1) amortized, and bounded
+    expires = float(principal.claims.get("exp", now)) + settings.JWT_LEEWAY_SECONDS
+    _verified[key] = (principal, min(expires, now + _VERIFIED_SECONDS))
+    return principal
+
+
+def _verify_token(token: str) -> SupabasePrincipal:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as e:  # DecodeError, and a kid that is not a string
@@ -170,15 +196,10 @@ def verify_token(token: str) -> SupabasePrincipal:
         raise exceptions.AuthenticationFailed("The access token's audience is not accepted.")
     if settings.SUPABASE_URL and claims.get("iss") != f"{settings.SUPABASE_URL}/auth/v1":
         raise exceptions.AuthenticationFailed("The access token was issued by another project.")
-    subject = claims.get("sub")
     try:
-        user_id = (
-            str(uuid.UUID(subject)) if isinstance(subject, str) and len(subject) == 36 else None
-        )
-    except ValueError:
-        user_id = None
-    if user_id is None:
-        raise exceptions.AuthenticationFailed("The access token has no valid subject.")
+        user_id = normalize_user_id(claims.get("sub"))
+    except InvalidUserId as e:
+        raise exceptions.AuthenticationFailed("The access token has no valid subject.") from e
     return SupabasePrincipal(user_id=user_id, role=AUTHENTICATED, claims=claims)
 
 

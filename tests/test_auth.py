@@ -170,3 +170,20 @@ def test_issue_token_says_what_it_needs_without_the_secret(settings):
     settings.SUPABASE_JWT_SECRET = ""
     with pytest.raises(CommandError, match="signed with SUPABASE_JWT_SECRET"):
         call_command("issue_token", "--service-role", stdout=io.StringIO())
+
+
+def test_a_remembered_token_is_refused_once_it_expires(alice_id, settings):
+    settings.JWT_LEEWAY_SECONDS = 0
+    expires = int(time.time()) + 2
+    token = _token(alice_id, exp=expires)
+    assert _get(token, alice_id).status_code == 200
+    assert _get(token, alice_id).status_code == 200  # now from the verified-token cache
+    time.sleep(max(0.0, expires + 0.2 - time.time()))
+    assert _get(token, alice_id).status_code == 401
+
+
+def test_a_remembered_token_is_checked_again_when_the_settings_change(alice_id, settings):
+    token = _token(alice_id, iss="https://old.supabase.co/auth/v1")
+    assert _get(token, alice_id).status_code == 200
+    settings.SUPABASE_URL = "https://new.supabase.co"
+    assert _get(token, alice_id).status_code == 401
