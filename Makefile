@@ -18,6 +18,10 @@ help:
 	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL)"
 	@echo "make test   ruff, mypy and the whole test suite"
 	@echo "make lint   ruff and mypy only"
+	@echo "make bench        throughput/latency over HTTP -> bench/results/latest.md"
+	@echo "make consistency  the long freshness check, service vs naive"
+	@echo "make faults       Redis and Postgres outages under load, service vs naive"
+	@echo "make fuzz         a long schemathesis run against a live server"
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found: install python3.12 or python3.13"; exit 1; }

@@ -56,6 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from procs import free_port, git_commit, make_log, sh, stop_process
+
+log = make_log("faults")
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -76,16 +79,6 @@ NAIVE_ENV = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[faults {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_port(port: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -93,33 +86,6 @@ def wait_port(port: int, seconds: float) -> bool:
             return True
         time.sleep(0.02)
     return False
-
-
-def sh(
-    cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300
-) -> str:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc.stdout
-
-
-def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds (every child was started in
-    its own session, so the group is exactly that child and its workers)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 class CpuWatch:
@@ -1038,12 +1004,6 @@ def summary_lines(v: Verdict, prefix: str = "") -> list[str]:
         f"{prefix}seconds to hit ratio 90% after recovery: "
         + ("never" if v.seconds_to_target is None else f"{v.seconds_to_target:g}"),
     ]
-
-
-def git_commit() -> tuple[str, bool]:
-    commit = sh(["git", "rev-parse", "--short", "HEAD"], check=False).strip() or "unknown"
-    dirty = bool(sh(["git", "status", "--porcelain"], check=False).strip())
-    return commit, dirty
 
 
 def versions_line(h: Harness) -> str:

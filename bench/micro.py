@@ -155,10 +155,12 @@ def main() -> None:
             r.get(keys[i % len(keys)])
         results["redis_get_us"] = (time.perf_counter() - started) / n * 1e6
         raw = r.get(keys[0])
+        slot = cache._status_slot(users[0])
         started = time.perf_counter()
         for _ in range(n):
-            json.loads(raw)  # type: ignore[arg-type]
-        results["json_loads_entry_us"] = (time.perf_counter() - started) / n * 1e6
+            # What a hit does with the entry: parse its header, check the document's hash.
+            cache._decode_entry(raw, slot)  # type: ignore[arg-type]
+        results["decode_entry_us"] = (time.perf_counter() - started) / n * 1e6
         results["entry_bytes"] = len(raw or b"")
         results["status_body_bytes"] = len(call(status_paths[0]))
         results["ceiling_body_bytes"] = len(call(ceiling_paths[0]))

@@ -46,6 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from procs import free_port, git_commit, make_log, sh, stop_process
+
+log = make_log("bench")
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -82,27 +85,6 @@ WORKERS_WHY = (
     "close the connection after each response (no keep-alive), so every wrk request includes a "
     "loopback TCP connect, as behind a proxy that does not pool upstream connections."
 )
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sh(
-    cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
-) -> str:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc.stdout
 
 
 def parse_bench_json(out: str) -> dict[str, Any]:
@@ -479,19 +461,6 @@ class Harness:
 PROVIDER_NAMES: list[str] = []
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
 # --- Scenarios ----------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -818,14 +787,31 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs{mem}, {platform.system()} {platform.release()}"
 
 
-def git_commit() -> tuple[str, bool]:
-    commit = sh(["git", "rev-parse", "--short", "HEAD"], check=False).strip() or "nogit"
-    dirty = bool(sh(["git", "status", "--porcelain", "--untracked-files=no"], check=False).strip())
-    return commit, dirty
-
-
 def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
+
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(table_md: str, summary: list[str], stem: str) -> None:
+    """Put the latest table, chart and summary lines between the README's bench markers, so
+    the README shows what the last `make bench` measured rather than a hand-copied figure."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    block = (
+        f"{README_START}\n"
+        f"Latest `make bench` ({stem}; the full report, with set-up, columns and notes, is "
+        "[bench/results/latest.md](bench/results/latest.md)):\n\n"
+        f"{table_md.rstrip()}\n\n"
+        "![make bench: throughput and latency per scenario](bench/results/latest.png)\n\n"
+        "```\n" + "\n".join(summary) + "\n```\n"
+        f"{README_END}"
+    )
+    head, rest = text.split(README_START, 1)
+    readme.write_text(head + block + rest.split(README_END, 1)[1])
 
 
 def table(rows: list[Row]) -> str:
@@ -1307,7 +1293,7 @@ settings and Redis as above, no HTTP server):
 | status hit (+ cache read) | {micro["hit_us"]:.0f} |
 | `selectors.platform_status_for_user` alone, hit | {micro["selector_hit_us"]:.0f} |
 | redis-py GET of an entry alone ({micro["entry_bytes"]} bytes) | {micro["redis_get_us"]:.0f} |
-| json.loads of that entry alone | {micro["json_loads_entry_us"]:.1f} |
+| decoding that entry alone (header + SHA-256 of the document) | {micro["decode_entry_us"]:.1f} |
 
 Redis round trips per hit: {rt_micro:g} (every `send_packed_command` by the request thread; the ceiling
 view: {micro["ceiling_redis_round_trips"]:g}). DB queries per hit: {micro["db_queries_per_hit"]:g}; a DB connection was
@@ -1347,6 +1333,7 @@ DJANGO_DEBUG=0 LOG_LEVEL=warning BENCH_CEILING=1 DATABASE_URL=postgres://postgre
     )
     out.write_text(latest)
     (RESULTS / "latest.md").write_text(latest)
+    update_readme(table(rows), summary, stem)
     print()
     print(table(rows))
     print("\n".join(cold_lines))

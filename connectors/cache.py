@@ -222,11 +222,25 @@ def _probe() -> None:
         connection.close()  # the replay and the warm-up used this thread's own connection
 
 
-# Users this process served lately, newest last (deque appends are atomic: no lock on the
-# hot path). After an outage they are read through again, hits costing one GET each.
-_recent_users: collections.deque[str] = collections.deque(
-    maxlen=max(1, settings.CACHE_WARM_ON_RECOVERY)
-)
+# The distinct users this process served lately, least recent first: after an outage they
+# are read through again (hits cost one GET each). An OrderedDict used as an LRU; concurrent
+# threads may race on it, which can only misplace a user in the order, never break a read.
+_recent_users: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+
+def _remember_user(uid: str) -> None:
+    limit = settings.CACHE_WARM_ON_RECOVERY
+    if limit <= 0:
+        return
+    _recent_users[uid] = None
+    _recent_users.move_to_end(uid)
+    while len(_recent_users) > limit:
+        try:
+            _recent_users.popitem(last=False)
+        except KeyError:  # another thread emptied it meanwhile
+            break
+
+
 _recovery_hooks: list[Callable[[list[str]], None]] = []
 
 
@@ -239,7 +253,10 @@ def on_recovery(hook: Callable[[list[str]], None]) -> Callable[[list[str]], None
 def _run_recovery_hooks() -> None:
     if settings.CACHE_WARM_ON_RECOVERY <= 0:
         return
-    users = list(dict.fromkeys(reversed(_recent_users)))  # newest first, each once
+    try:
+        users = list(reversed(_recent_users))  # newest first
+    except RuntimeError:  # resized by a request thread mid-copy: this copy will do
+        users = list(_recent_users.copy())[::-1]
     started = time.perf_counter()
     for hook in _recovery_hooks:
         try:
@@ -573,7 +590,7 @@ Loader = Callable[[], dict[str, Any]]
 def read_platform_status(user_id: object, loader: Loader) -> CachedRead:
     """Serve the user's status from Redis, or load it with `loader` and cache it safely."""
     slot = _status_slot(user_id)
-    _recent_users.append(slot.ident)
+    _remember_user(slot.ident)
     return _read_through(slot, loader)
 
 
@@ -878,20 +895,33 @@ def _invalidate_on_commit(slot: _Slot, using: str | None) -> None:
         _invalidate(slot)
         return
     conn = transaction.get_connection(using)
+    pending: list[int] | None = None
     if conn.in_atomic_block:
         _dirty_keys(conn).add(slot.key)
-    transaction.on_commit(lambda: _invalidate_after_commit(slot, conn), using=using, robust=True)
+        if slot.kind == "platform_status":
+            from connectors import outbox
+
+            # Read the user's outbox rows now, inside the writing transaction: its own rows and
+            # those others committed before are all committed by the time the DEL below runs,
+            # so that DEL covers them, and it follows the commit without a query in between.
+            pending = outbox.pending_ids_for(slot.ident, using=using)
+    transaction.on_commit(
+        lambda: _invalidate_after_commit(slot, conn, pending), using=using, robust=True
+    )
 
 
-def _invalidate_after_commit(slot: _Slot, conn: BaseDatabaseWrapper) -> None:
+def _invalidate_after_commit(
+    slot: _Slot, conn: BaseDatabaseWrapper, pending: list[int] | None
+) -> None:
     if slot.kind == "platform_status":
         from connectors import outbox
 
-        # Read the user's outbox rows before the DEL: every row visible now committed before
-        # it, so the DEL covers them. Rows committed later wait for their own DEL or a replay.
-        pending = outbox.pending_ids_for(slot.ident)
+        if pending is None:
+            # Autocommit: the write is committed already. Rows visible now committed before
+            # the DEL; rows committed later wait for their own DEL or a replay.
+            pending = outbox.pending_ids_for(slot.ident, using=conn.alias)
         if _invalidate(slot):
-            outbox.acknowledge(pending)
+            outbox.acknowledge(pending, using=conn.alias)
     else:
         _invalidate(slot)
     if not conn.in_atomic_block:

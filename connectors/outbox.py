@@ -35,15 +35,16 @@ from connectors.models import PendingInvalidation
 logger = logging.getLogger("connectors.cache")
 
 
-def pending_ids_for(user_id: str) -> list[int]:
+def pending_ids_for(user_id: str, *, using: str | None = None) -> list[int]:
     """Ids visible now: all committed before the DEL that follows this read."""
-    return list(PendingInvalidation.objects.filter(user_id=user_id).values_list("id", flat=True))
+    rows = PendingInvalidation.objects.using(using).filter(user_id=user_id)
+    return list(rows.values_list("id", flat=True))
 
 
-def acknowledge(ids: Iterable[int]) -> None:
+def acknowledge(ids: Iterable[int], *, using: str | None = None) -> None:
     ids = list(ids)
     if ids:
-        PendingInvalidation.objects.filter(id__in=ids).delete()
+        PendingInvalidation.objects.using(using).filter(id__in=ids).delete()
 
 
 def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
@@ -68,8 +69,9 @@ def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
             return True
 
 
-def sweep_once() -> None:
-    """One sweeper pass: replay old pending rows, or mark the cache untrustworthy."""
+def sweep_once() -> bool:
+    """One sweeper pass: replay old pending rows, or mark the cache untrustworthy. False if
+    the database could not be asked."""
     from connectors import cache
 
     try:
@@ -77,8 +79,14 @@ def sweep_once() -> None:
     except DatabaseError as e:
         # Nothing can be learned without the database; keep the current verdict.
         logger.debug("Outbox sweep skipped, database unavailable: %s", e)
-        return
+        return False
     cache.set_undelivered(not delivered)
+    return True
+
+
+# While the database is unreachable the sweeper retries this often, so that rows written just
+# before an outage are replayed within a fraction of a second of its end.
+_RETRY_SECONDS = 0.1
 
 
 class _Sweeper:
@@ -100,10 +108,11 @@ class _Sweeper:
             ).start()
 
     def _run(self, interval: float) -> None:
+        pause = interval
         while True:
-            time.sleep(interval)
+            time.sleep(pause)
             try:
-                sweep_once()
+                pause = interval if sweep_once() else min(interval, _RETRY_SECONDS)
             except Exception:  # the sweeper must outlive any single failure
                 logger.exception("Outbox sweep failed")
             finally:

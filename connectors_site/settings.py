@@ -200,8 +200,10 @@ if not CACHE_KEY_PREFIX or any(c in CACHE_KEY_PREFIX for c in "{}* \t\n"):
     )
 # Tens of milliseconds: on a local network a healthy Redis answers in well under 1 ms, and an
 # unhealthy one should cost a request as little as possible before it falls back to the DB.
-REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.05, minimum=0.001)
-REDIS_CONNECT_TIMEOUT = envfloat("REDIS_CONNECT_TIMEOUT", 0.05, minimum=0.001)
+# With the breaker's threshold of 2, a paused Redis costs each worker 2 x 25 ms once; a
+# remote Redis (Upstash, TLS) wants a few hundred ms instead.
+REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.025, minimum=0.001)
+REDIS_CONNECT_TIMEOUT = envfloat("REDIS_CONNECT_TIMEOUT", 0.025, minimum=0.001)
 REDIS_TLS_CA_FILE = envstr("REDIS_TLS_CA_FILE")
 
 CACHE_ENABLED = bool(REDIS_URL)
@@ -271,7 +273,7 @@ CACHE_XFETCH_BETA = envfloat("CACHE_XFETCH_BETA", 1.0)
 CACHE_TTL_SCALE = envfloat("CACHE_TTL_SCALE", 1.0, minimum=0.001)
 # Circuit breaker around every Redis call: this many consecutive failures skip Redis for the
 # cool-down, then one probe tests it (0 turns the breaker off: django-redis' plain behaviour).
-CACHE_BREAKER_THRESHOLD = envint("CACHE_BREAKER_THRESHOLD", 3)
+CACHE_BREAKER_THRESHOLD = envint("CACHE_BREAKER_THRESHOLD", 2)
 CACHE_BREAKER_COOLDOWN_SECONDS = envfloat("CACHE_BREAKER_COOLDOWN_SECONDS", 2.0, minimum=0.01)
 # Undelivered invalidations (connectors/outbox.py): how often each process looks for them
 # (0 = never), and how old a pending row must be before it counts as undelivered.
@@ -279,7 +281,7 @@ CACHE_OUTBOX_SWEEP_SECONDS = envfloat("CACHE_OUTBOX_SWEEP_SECONDS", 0.5)
 CACHE_OUTBOX_GRACE_SECONDS = envfloat("CACHE_OUTBOX_GRACE_SECONDS", 1.0)
 # After an outage each process re-reads (through the cache) up to this many users it served
 # last, so a Redis that came back empty is warm again within a second or two (0 = off).
-CACHE_WARM_ON_RECOVERY = envint("CACHE_WARM_ON_RECOVERY", 500)
+CACHE_WARM_ON_RECOVERY = envint("CACHE_WARM_ON_RECOVERY", 1000)
 # How long past its TTL an entry may still be served while the database is down
 # (RFC 5861 stale-if-error); Redis keeps entries this much longer than their TTL.
 CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)

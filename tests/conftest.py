@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -123,6 +124,35 @@ def status_of(client: APIClient, user_id: str) -> dict[str, Any]:
     return body
 
 
+# --- Real HTTP servers on 127.0.0.1 standing in for the internet -----------------------------
+class JSONHandler(BaseHTTPRequestHandler):
+    """Base for the local stand-ins (OAuth provider, Supabase Auth): JSON answers, no logs."""
+
+    def send_json(self, status: int, body: Any) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free port for the duration; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --- A real OAuth provider on 127.0.0.1 ------------------------------------------------------
 @dataclass
 class FakeProvider:
@@ -152,7 +182,7 @@ class FakeProvider:
 def oauth_provider(settings: Any) -> Iterator[FakeProvider]:
     provider = FakeProvider(url="")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             form = parse_qs(self.rfile.read(length).decode())
@@ -162,34 +192,20 @@ def oauth_provider(settings: Any) -> Iterator[FakeProvider]:
                     "headers": dict(self.headers),
                 }
             )
-            status, body = provider.reply
-            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.send_json(*provider.reply)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    provider.url = f"http://127.0.0.1:{server.server_address[1]}/token"
-    clients = dict(settings.OAUTH_CLIENTS)
-    for name in ("github", "reddit"):
-        clients[name] = {
-            "client_id": f"{name}-client",
-            "client_secret": f"{name}-secret",
-            "token_url": provider.url,
-            "authorize_url": f"http://127.0.0.1:{server.server_address[1]}/authorize",
-        }
-    settings.OAUTH_CLIENTS = clients
-    yield provider
-    server.shutdown()
-    server.server_close()
+    with local_http_server(Handler) as base:
+        provider.url = f"{base}/token"
+        clients = dict(settings.OAUTH_CLIENTS)
+        for name in ("github", "reddit"):
+            clients[name] = {
+                "client_id": f"{name}-client",
+                "client_secret": f"{name}-secret",
+                "token_url": provider.url,
+                "authorize_url": f"{base}/authorize",
+            }
+        settings.OAUTH_CLIENTS = clients
+        yield provider
 
 
 # --- A throwaway redis-server for fault tests (never the shared one) ---------------------------

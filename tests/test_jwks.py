@@ -10,12 +10,10 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -26,6 +24,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from rest_framework.test import APIClient
 
 from connectors import auth
+from tests.conftest import JSONHandler, local_http_server
 
 pytestmark = pytest.mark.django_db
 
@@ -78,34 +77,34 @@ class SupabaseServer:
 def supabase(settings: Any) -> Iterator[SupabaseServer]:
     state = SupabaseServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         def do_GET(self) -> None:
             if self.path == auth.JWKS_PATH:
                 state.jwks_fetches += 1
                 time.sleep(state.jwks_delay)
                 body: Any = {"keys": [k.jwk() for k in state.keys]}
-                self._send(state.jwks_status, body)
+                self.send_json(state.jwks_status, body)
             elif self.path == "/auth/v1/user":
                 self._user()
             else:
-                self._send(404, {"error": "not found"})
+                self.send_json(404, {"error": "not found"})
 
         def _user(self) -> None:
             state.user_requests.append({k.lower(): v for k, v in self.headers.items()})
             time.sleep(state.user_delay)
             if state.user_status is not None:
-                self._send(state.user_status, {"code": state.user_status, "msg": "forced"})
+                self.send_json(state.user_status, {"code": state.user_status, "msg": "forced"})
                 return
             if not self.headers.get("apikey"):
-                self._send(401, {"message": "No API key found in request"})
+                self.send_json(401, {"message": "No API key found in request"})
                 return
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             user_id = state.sessions.get(token)
             if user_id is None:
                 body = {"code": 403, "error_code": "session_not_found", "msg": "Session gone"}
-                self._send(403, body)
+                self.send_json(403, body)
                 return
-            self._send(
+            self.send_json(
                 200,
                 {
                     "id": user_id,
@@ -118,28 +117,13 @@ def supabase(settings: Any) -> Iterator[SupabaseServer]:
                 },
             )
 
-        def _send(self, status: int, body: Any) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.SUPABASE_URL = state.url
-    settings.JWKS_TIMEOUT = 0.5
-    settings.JWKS_REFRESH_COOLDOWN_SECONDS = 0.0
-    settings.SUPABASE_ANON_KEY = "anon-key-for-tests"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with local_http_server(Handler) as url:
+        state.url = url
+        settings.SUPABASE_URL = state.url
+        settings.JWKS_TIMEOUT = 0.5
+        settings.JWKS_REFRESH_COOLDOWN_SECONDS = 0.0
+        settings.SUPABASE_ANON_KEY = "anon-key-for-tests"
+        yield state
 
 
 @pytest.fixture

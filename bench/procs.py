@@ -1,0 +1,68 @@
+"""Process and shell helpers shared by the benchmark harnesses (run.py, faults.py).
+
+They run as scripts (`python bench/run.py`), so this module is imported from bench/ itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_log(tag: str) -> Callable[[str], None]:
+    def log(msg: str) -> None:
+        print(f"[{tag} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    return log
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sh(
+    cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
+) -> str:
+    result = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout
+
+
+def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds (every child is started in
+    its own session, so the group is exactly that child and its workers)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def git_commit() -> tuple[str, bool]:
+    """The short commit, and whether tracked files differ from it (results files are new,
+    untracked files, so they do not count)."""
+    commit = sh(["git", "rev-parse", "--short", "HEAD"], check=False).strip() or "nogit"
+    dirty = bool(sh(["git", "status", "--porcelain", "--untracked-files=no"], check=False).strip())
+    return commit, dirty
