@@ -62,6 +62,8 @@ TTL_SECONDS: dict[str, int] = {
 }
 SCHEMA_VERSION = 2
 STATS_KEY = "cache_stats"
+# Present while Redis holds this deployment's data; gone after a restart that lost it.
+SENTINEL_KEY = "cache_populated"
 
 _REDIS_ERRORS = (redis.RedisError, OSError, ConnectionInterrupted)
 
@@ -149,11 +151,23 @@ def _full_key(key: str) -> str:
 def _replay_before_close() -> bool:
     from connectors import outbox
 
+    global _lost_data  # handed from the probe to its recovery hooks, in the same thread
     try:
-        return outbox.replay()
+        if not outbox.replay():
+            return False
     except DatabaseError as e:
         logger.warning("Cannot replay pending invalidations, database unavailable: %s", e)
         return False
+    # Did Redis come back without its data (a restart without persistence)? The sentinel is
+    # missing then. Checked before the breaker closes, while nothing else writes to Redis; the
+    # one process whose SET NX recreates it re-warms the most active users for everyone.
+    try:
+        _lost_data = bool(
+            _call(lambda r: r.set(_full_key(SENTINEL_KEY), b"1", nx=True), bypass_breaker=True)
+        )
+    except CacheUnavailable:
+        return False
+    return True
 
 
 breaker = CircuitBreaker(
@@ -241,11 +255,14 @@ def _remember_user(uid: str) -> None:
             break
 
 
-_recovery_hooks: list[Callable[[list[str]], None]] = []
+RecoveryHook = Callable[[list[str], bool], None]
+_recovery_hooks: list[RecoveryHook] = []
+_lost_data = False
 
 
-def on_recovery(hook: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-    """Register `hook(user_ids)`, called with recently served users once Redis is back."""
+def on_recovery(hook: RecoveryHook) -> RecoveryHook:
+    """Register `hook(recent_user_ids, lost_data)`, called once Redis is back: with the users
+    this process served last, and whether Redis came back empty (true in one process only)."""
     _recovery_hooks.append(hook)
     return hook
 
@@ -260,7 +277,7 @@ def _run_recovery_hooks() -> None:
     started = time.perf_counter()
     for hook in _recovery_hooks:
         try:
-            hook(users)
+            hook(users, _lost_data)
         except Exception:  # a failed warm-up only costs hit ratio, never correctness
             logger.exception("Re-warming the cache after recovery failed")
             return
@@ -342,6 +359,8 @@ class _Stats:
             for field, count in pending.items():
                 if count:
                     pipe.hincrby(_full_key(STATS_KEY), field, count)
+            # Traffic means Redis holds data now: (re)mark it, in the same round trip.
+            pipe.set(_full_key(SENTINEL_KEY), b"1")
             pipe.execute()
 
         try:

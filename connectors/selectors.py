@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Max
+
 from connectors import cache
 from connectors.models import PlatformConnection
 from connectors.providers import PROVIDERS
@@ -50,8 +53,18 @@ def platform_status_for_user(*, user_id: object) -> cache.CachedRead:
 
 
 @cache.on_recovery
-def platform_status_rewarm(user_ids: list[str]) -> None:
-    """After a Redis outage, read these users through the cache again (same leases)."""
+def platform_status_rewarm(user_ids: list[str], lost_data: bool) -> None:
+    """After a Redis outage, read users through the cache again (same leases): the ones this
+    process served last, and if Redis came back empty, the most recently active ones too, as
+    `manage.py warm_cache` would (bounded by CACHE_WARM_ON_EMPTY)."""
+    if lost_data and settings.CACHE_WARM_ON_EMPTY > 0:
+        active = (
+            PlatformConnection.objects.active()
+            .values("user_id")
+            .annotate(last_change=Max("updated_at"))
+            .order_by("-last_change")[: settings.CACHE_WARM_ON_EMPTY]
+        )
+        user_ids = list(dict.fromkeys([*user_ids, *(str(row["user_id"]) for row in active)]))
     for user_id in user_ids:
         if not cache.enabled() or cache.breaker.state is not cache.State.CLOSED:
             return  # Redis went away again: stop rather than hammer the database

@@ -282,6 +282,9 @@ CACHE_OUTBOX_GRACE_SECONDS = envfloat("CACHE_OUTBOX_GRACE_SECONDS", 1.0)
 # After an outage each process re-reads (through the cache) up to this many users it served
 # last, so a Redis that came back empty is warm again within a second or two (0 = off).
 CACHE_WARM_ON_RECOVERY = envint("CACHE_WARM_ON_RECOVERY", 1000)
+# If Redis came back empty, one process also re-warms up to this many most recently active
+# users, as `manage.py warm_cache` would (0 = off).
+CACHE_WARM_ON_EMPTY = envint("CACHE_WARM_ON_EMPTY", 10000)
 # How long past its TTL an entry may still be served while the database is down
 # (RFC 5861 stale-if-error); Redis keeps entries this much longer than their TTL.
 CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)

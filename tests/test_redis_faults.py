@@ -216,3 +216,43 @@ def test_a_redis_that_came_back_empty_is_rewarmed_with_recently_served_users(
     assert warmed["platforms"]["github"]["connected"] is False  # the outage's write included
     assert warmed["platforms"]["spotify"]["connected"] is True
     assert status_of(alice, alice_id)["cached"] is True
+
+
+def _wait_cached(user_id: str, seconds: float = 5) -> dict | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = cache.get_cached_platform_status(user_id)
+        if found is not None:
+            return found
+        time.sleep(0.02)
+    return None
+
+
+def test_a_redis_that_lost_its_data_is_rewarmed_with_the_most_active_users(
+    alice, alice_id, bob_id, make_connection, own_redis
+):
+    make_connection(alice_id, "github")
+    make_connection(bob_id, "github")  # active, but never read by this process
+    _warm(alice, alice_id)
+    cache.stats.flush()  # traffic marks Redis as holding data (the sentinel)
+    own_redis.kill()
+    _open_breaker(alice, alice_id)
+    own_redis.start()  # empty: the sentinel is gone
+    _recover()
+    assert _wait_cached(bob_id) is not None
+
+
+def test_a_redis_that_kept_its_data_gets_only_the_recent_users_back(
+    alice, alice_id, bob_id, make_connection, own_redis
+):
+    """Proof the test above can fail: after a pause the sentinel survives, no full warm-up."""
+    make_connection(alice_id, "github")
+    make_connection(bob_id, "github")
+    _warm(alice, alice_id)
+    cache.stats.flush()
+    own_redis.pause()
+    _open_breaker(alice, alice_id)
+    own_redis.resume()
+    _recover()
+    assert _wait_cached(alice_id) is not None
+    assert _wait_cached(bob_id, seconds=1) is None

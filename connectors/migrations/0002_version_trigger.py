@@ -2,6 +2,10 @@
 
 It lives in the database so that writes Django never sees (QuerySet.update, raw SQL, other
 services sharing the table) bump it too. ETags and the consistency checker depend on it.
+
+On Postgres the function is SECURITY DEFINER (it runs as the migration's role, with the
+search_path of the migration): another service writing the table under its own role, with no
+right on the sequence, must not have its writes refused because of this trigger.
 """
 
 from django.db import migrations
@@ -17,7 +21,7 @@ BEGIN
     NEW.updated_at := clock_timestamp();
     RETURN NEW;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT;
 DROP TRIGGER IF EXISTS {TABLE}_version ON {TABLE};
 CREATE TRIGGER {TABLE}_version BEFORE INSERT OR UPDATE ON {TABLE}
     FOR EACH ROW EXECUTE FUNCTION {TABLE}_bump_version();

@@ -5,7 +5,9 @@ fast path, and these rows are what is left to replay when that DEL could not rea
 the process died between commit and DEL, or when the write came from outside Django.
 
 Postgres uses statement-level triggers with transition tables, so a bulk write of N rows for
-one user costs one outbox row, not N. SQLite has only row-level triggers.
+one user costs one outbox row, not N; the functions are SECURITY DEFINER with the migration's
+search_path, so another service writing the table under its own role (with no right on the
+outbox table) keeps writing. SQLite has only row-level triggers.
 """
 
 from django.db import migrations
@@ -20,7 +22,7 @@ BEGIN
         SELECT DISTINCT user_id, clock_timestamp() FROM ({rows}) AS changed;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT;
 """
 _PG_TRIGGERS = {
     # event: (transition tables, the rows whose users changed)
