@@ -197,15 +197,24 @@ def _breaker_on() -> bool:
     return bool(settings.CACHE_BREAKER_THRESHOLD > 0)
 
 
-def _call[T](operation: Callable[[redis.Redis], T], *, bypass_breaker: bool = False) -> T:
-    """Run one Redis operation through the circuit breaker; CacheUnavailable if it cannot."""
+def _call[T](
+    operation: Callable[[redis.Redis], T], *, bypass_breaker: bool = False, force: bool = False
+) -> T:
+    """Run one Redis operation through the circuit breaker; CacheUnavailable if it cannot.
+
+    `force`: try even while the breaker is open (without counting the outcome). Invalidations
+    use it: other processes may already be using a Redis this one still skips, and a skipped
+    DEL would leave their leases alive, so a fill of the pre-write row could land.
+    """
     guarded = _breaker_on() and not bypass_breaker
     if guarded:
         permit = breaker.allow()
         if permit is Permit.PROBE:
             threading.Thread(target=_probe, name="redis-probe", daemon=True).start()
         if permit is not Permit.ALLOW:
-            raise CacheUnavailable("Redis skipped: circuit breaker open")
+            if not force:
+                raise CacheUnavailable("Redis skipped: circuit breaker open")
+            guarded = False
     try:
         result = operation(_redis())
     except _REDIS_ERRORS as e:
@@ -871,8 +880,8 @@ def _invalidate(slot: _Slot) -> bool:
     keys = (_full_key(slot.key), _full_key(slot.lease_key))
     try:
         # One DEL for both keys (same hash slot): a filler holding the old lease can no longer
-        # store what it read before this point.
-        _call(lambda r: r.delete(*keys))
+        # store what it read before this point. Forced through an open breaker (see _call).
+        _call(lambda r: r.delete(*keys), force=True)
     except CacheUnavailable as e:
         logger.error("Could not invalidate %s (kept for replay): %s", slot.describe(), e)
         return False

@@ -48,10 +48,11 @@ def _recover() -> None:
 
 
 def _open_breaker(client, user_id) -> None:
-    """Read until the breaker opens, so that the next write's DEL is not even sent.
+    """Read until the breaker opens (invalidations are still attempted through it).
 
-    (A DEL sent to a paused Redis is not lost: it waits in the socket and runs on SIGCONT.
-    The invalidations an outage really loses are those never sent, or dropped on the way.)
+    To lose an invalidation for sure, the tests kill Redis (the DEL is refused) and restart it
+    with its data: a DEL sent to a paused Redis is not lost, it waits in the socket and runs on
+    SIGCONT.
     """
     for _ in range(cache.breaker.failure_threshold):
         assert status_of(client, user_id)["cached"] is False
@@ -110,17 +111,17 @@ def test_a_paused_redis_comes_back_with_old_data_and_none_of_it_is_served(
     assert status_of(bob, bob_id)["cached"] is True
 
 
-def test_without_the_replay_the_paused_redis_serves_stale_data(
-    alice, alice_id, make_connection, own_redis, monkeypatch
+def test_without_the_replay_a_redis_restarted_with_its_data_serves_stale_data(
+    alice, alice_id, make_connection, own_persistent_redis, monkeypatch
 ):
-    """Proof the test above can fail: the same outage with a breaker that closes at once."""
+    """Proof the replay matters: the same outage with a breaker that closes at once."""
     monkeypatch.setattr(cache.breaker, "before_close", None)
     make_connection(alice_id, "github")
     _warm(alice, alice_id)
-    own_redis.pause()
+    own_persistent_redis.kill()
     _open_breaker(alice, alice_id)
     assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
-    own_redis.resume()
+    own_persistent_redis.start()
     _recover()
     body = status_of(alice, alice_id)
     assert body["cached"] is True
@@ -128,19 +129,19 @@ def test_without_the_replay_the_paused_redis_serves_stale_data(
 
 
 def test_a_process_that_saw_no_failure_learns_of_lost_invalidations_from_the_outbox(
-    alice, alice_id, make_connection, own_redis, settings, monkeypatch
+    alice, alice_id, make_connection, own_persistent_redis, settings
 ):
     """Another process's write could not invalidate; this process's breaker never opened."""
     settings.CACHE_OUTBOX_GRACE_SECONDS = 0
     make_connection(alice_id, "github")
     _warm(alice, alice_id)
-    own_redis.pause()
-    _open_breaker(alice, alice_id)  # the writing process's breaker: its DEL is never sent
-    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    own_persistent_redis.kill()
+    _open_breaker(alice, alice_id)  # the writing process's breaker
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200  # DEL refused
     cache.breaker.reset()  # from here on, a process that never saw a failure
     outbox.sweep_once()  # cannot replay: Redis is unreachable
     assert cache.health() == "degraded"
-    own_redis.resume()
+    own_persistent_redis.start()  # with alice's old entry
     # Until the sweeper replays, this process reads from the database, not the stale entry.
     body = status_of(alice, alice_id)
     assert body["cached"] is False
@@ -152,17 +153,34 @@ def test_a_process_that_saw_no_failure_learns_of_lost_invalidations_from_the_out
 
 
 def test_without_the_sweeper_that_process_would_serve_the_stale_entry(
-    alice, alice_id, make_connection, own_redis, monkeypatch
+    alice, alice_id, make_connection, own_persistent_redis
 ):
-    """Proof the test above can fail: skip the sweep and the old entry is served."""
+    """Proof the test above can fail: skip the sweeps and the old entry is served."""
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_persistent_redis.kill()
+    _open_breaker(alice, alice_id)
+    assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+    cache.breaker.reset()
+    own_persistent_redis.start()
+    assert _github(alice, alice_id)["connected"] is True  # stale: what the sweeper prevents
+
+
+def test_an_invalidation_is_attempted_even_while_the_breaker_is_open(
+    alice, alice_id, make_connection, own_redis
+):
+    """Another process may be using Redis again already: a write must not skip its DEL, or a
+    lease taken there before the write would let the pre-write row be cached."""
     make_connection(alice_id, "github")
     _warm(alice, alice_id)
     own_redis.pause()
     _open_breaker(alice, alice_id)
+    own_redis.resume()  # back, but this process's breaker is still open (cool-down)
+    assert cache.breaker.is_open()
     assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
-    cache.breaker.reset()
-    own_redis.resume()
-    assert _github(alice, alice_id)["connected"] is True  # stale: what the sweeper prevents
+    key = cache._full_key(cache.platform_status_key(alice_id))
+    assert own_redis.client().get(key) is None
+    assert not _pending(alice_id)
 
 
 def test_redis_restarted_with_its_data_is_not_trusted_until_replayed(
