@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, git_commit, make_log, sh, stop_process
+from procs import free_port, git_commit, make_log, redis_server_cmd, sh, stop_process
 
 log = make_log("faults")
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,21 +309,7 @@ class Harness:
 
     # Redis
     def redis_cmd(self) -> list[str]:
-        return [
-            "redis-server",
-            "--port",
-            str(self.redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.tmp),
-            "--logfile",
-            str(self.tmp / "redis.log"),
-        ]
+        return redis_server_cmd(self.redis_port, self.tmp)
 
     def start_redis(self) -> None:
         self.redis_proc = subprocess.Popen(self.redis_cmd(), cwd=self.tmp, start_new_session=True)

@@ -66,3 +66,22 @@ def git_commit() -> tuple[str, bool]:
     commit = sh(["git", "rev-parse", "--short", "HEAD"], check=False).strip() or "nogit"
     dirty = bool(sh(["git", "status", "--porcelain", "--untracked-files=no"], check=False).strip())
     return commit, dirty
+
+
+def redis_server_cmd(port: int, workdir: Path) -> list[str]:
+    """A throwaway redis-server on loopback that keeps nothing on disk."""
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(workdir / "redis.log"),
+    ]

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, git_commit, make_log, sh, stop_process
+from procs import free_port, git_commit, make_log, redis_server_cmd, sh, stop_process
 
 log = make_log("bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,21 +229,7 @@ class Harness:
         return env
 
     def start_redis(self) -> None:
-        cmd = [
-            "redis-server",
-            "--port",
-            str(self.redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.tmp),
-            "--logfile",
-            str(self.tmp / "redis.log"),
-        ]
+        cmd = redis_server_cmd(self.redis_port, self.tmp)
         self.commands.append(" ".join(cmd).replace("--save  ", '--save "" '))
         self.redis_proc = subprocess.Popen(cmd, cwd=self.tmp, start_new_session=True)
         deadline = time.monotonic() + 10
