@@ -56,7 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, git_commit, make_log, redis_server_cmd, sh, stop_process
+from procs import (
+    environ_without_service_settings,
+    free_port,
+    git_commit,
+    make_log,
+    redis_server_cmd,
+    sh,
+    stop_process,
+)
 
 log = make_log("faults")
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,24 +337,7 @@ class Harness:
 
     # The app
     def app_env(self, *, config: str, redis: bool, prefix: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(
-                (
-                    "REDIS_",
-                    "UPSTASH_",
-                    "DJANGO_",
-                    "DATABASE_",
-                    "CACHE_",
-                    "BENCH_",
-                    "THROTTLE_",
-                    "SUPABASE_",
-                    "TOKEN_",
-                    "LOG_LEVEL",
-                )
-            )
-        }
+        env = environ_without_service_settings()
         env.update(self.secrets_env)
         env.update(
             DJANGO_SETTINGS_MODULE="connectors_site.settings",

@@ -85,3 +85,25 @@ def redis_server_cmd(port: int, workdir: Path) -> list[str]:
         "--logfile",
         str(workdir / "redis.log"),
     ]
+
+
+# The service's own settings: a harness decides them for the app it serves, whatever the
+# caller's shell holds (a stray SUPABASE_URL or THROTTLE_* would change what is measured).
+# BENCH_MICRO_* and the harnesses' own knobs pass through.
+SERVICE_ENV_PREFIXES = (
+    "REDIS_",
+    "UPSTASH_",
+    "DJANGO_",
+    "DATABASE_",
+    "CACHE_",
+    "THROTTLE_",
+    "SUPABASE_",
+    "TOKEN_",
+    "LOG_LEVEL",
+    "BENCH_DB_",
+    "BENCH_CEILING",
+)
+
+
+def environ_without_service_settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ENV_PREFIXES)}

@@ -46,7 +46,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, git_commit, make_log, redis_server_cmd, sh, stop_process
+from procs import (
+    environ_without_service_settings,
+    free_port,
+    git_commit,
+    make_log,
+    redis_server_cmd,
+    sh,
+    stop_process,
+)
 
 log = make_log("bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,21 +203,7 @@ class Harness:
 
     # environment of the served app (and of manage.py / the side writer / micro)
     def app_env(self, *, redis: bool = True, latency_ms: float = 0.0) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(
-                (
-                    "REDIS_",
-                    "UPSTASH_",
-                    "DJANGO_",
-                    "DATABASE_",
-                    "CACHE_",
-                    "BENCH_DB_",
-                    "BENCH_CEILING",
-                )
-            )
-        }
+        env = environ_without_service_settings()
         env.update(
             DJANGO_SETTINGS_MODULE="connectors_site.settings",
             DJANGO_SECRET_KEY="bench-" + "k" * 50,
