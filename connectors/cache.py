@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import re
 import secrets
@@ -47,6 +46,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django_redis.exceptions import ConnectionInterrupted
 from redis.commands.core import Script
 
+from connectors.background import PerProcessThread
 from connectors.breaker import CircuitBreaker, Permit, State
 from connectors.errors import CacheUnavailable, DomainError, InvalidJobId, InvalidUserId
 
@@ -342,15 +342,12 @@ class _Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending = {"hits": 0, "misses": 0}
-        self._pid = 0
+        self._flusher = PerProcessThread("cache-stats", self._run)
 
     def record(self, field: str) -> None:
         with self._lock:
             self._pending[field] += 1
-            if self._pid != os.getpid():
-                # First use in this process (gunicorn forks after import): start its flusher.
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="cache-stats", daemon=True).start()
+        self._flusher.ensure_started()
 
     def _run(self) -> None:
         while True:
@@ -504,10 +501,6 @@ def _dumps(data: dict[str, Any]) -> bytes:
 def _etag(body: bytes) -> str:
     # The document carries every row's DB-assigned version, so any committed write changes it.
     return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-
-
-def etag_for(data: dict[str, Any]) -> str:
-    return _etag(_dumps(data))
 
 
 def _encode_entry(slot: _Slot, body: bytes, etag: str, fill_seconds: float) -> bytes:
@@ -846,10 +839,6 @@ def invalidate_platform_status_cache(user_id: object) -> bool:
     return _invalidate(_status_slot(user_id))
 
 
-def invalidate_extraction_job_cache(job_id: object) -> bool:
-    return _invalidate(_job_slot(job_id))
-
-
 def invalidate_platform_status_many(
     user_ids: Iterable[str], *, bypass_breaker: bool = False
 ) -> bool:
@@ -966,11 +955,6 @@ def _is_dirty_key(key: str, *, using: str = DEFAULT_DB_ALIAS) -> bool:
         dirty.clear()
         return False
     return key in dirty
-
-
-def is_dirty(user_id: object, *, using: str = DEFAULT_DB_ALIAS) -> bool:
-    """True while the current transaction has written this user and not yet committed."""
-    return _is_dirty_key(_status_slot(user_id).key, using=using)
 
 
 # --- Whole-deployment operations (never on a request path) ----------------------------------

@@ -20,8 +20,6 @@ Two things replay them:
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -30,6 +28,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from connectors.background import PerProcessThread
 from connectors.models import PendingInvalidation
 
 logger = logging.getLogger("connectors.cache")
@@ -91,23 +90,14 @@ _RETRY_SECONDS = 0.1
 
 class _Sweeper:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = 0
+        self._thread = PerProcessThread("outbox-sweeper", self._run)
 
     def ensure_running(self) -> None:
-        interval = settings.CACHE_OUTBOX_SWEEP_SECONDS
-        if interval <= 0 or self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            # Per process: gunicorn forks workers after import, and threads do not survive it.
-            self._pid = os.getpid()
-            threading.Thread(
-                target=self._run, args=(interval,), name="outbox-sweeper", daemon=True
-            ).start()
+        if settings.CACHE_OUTBOX_SWEEP_SECONDS > 0:
+            self._thread.ensure_started()
 
-    def _run(self, interval: float) -> None:
+    def _run(self) -> None:
+        interval = settings.CACHE_OUTBOX_SWEEP_SECONDS
         pause = interval
         while True:
             time.sleep(pause)
