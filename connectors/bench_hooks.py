@@ -1,8 +1,10 @@
 """Bench-only hooks (`make bench`, bench/run.py); inert unless their settings turn them on.
 
 * BENCH_DB_LATENCY_MS > 0: every query through Django's cursor sleeps that long first, a
-  simulated remote database (ConnectorsConfig.ready() connects it). Django's own connection
-  setup and its CONN_HEALTH_CHECKS `SELECT 1` bypass execute wrappers and are not delayed.
+  simulated remote database (ConnectorsConfig.ready() connects it). Connection set-up (once per
+  worker, connections persist) and the health check's `SELECT 1` (sent only when the server
+  closed the connection, connectors_site/db/postgresql) bypass execute wrappers and are not
+  delayed.
 * BENCH_CEILING: connectors_site/urls.py routes /api/bench/ceiling/<user_id> to `ceiling_view`,
   a constant body of a status response's shape and size through the same middleware, DRF
   authentication, permission and user-id check as the status view, with no cache and no DB.

@@ -938,7 +938,7 @@ def _invalidate_after_commit(
             # the DEL; rows committed later wait for their own DEL or a replay.
             pending = outbox.pending_ids_for(slot.ident, using=conn.alias)
         if _invalidate(slot):
-            outbox.acknowledge(pending, using=conn.alias)
+            outbox.acknowledge_soon(pending, using=conn.alias)
     else:
         _invalidate(slot)
     if not conn.in_atomic_block:

@@ -2,9 +2,12 @@
 
 A trigger writes a PendingInvalidation row in the same transaction as every change to a user's
 connections (migration 0005). After commit, the cache layer reads that user's pending ids, sends
-the DEL, and deletes exactly those ids once the DEL succeeded. Rows therefore outlive the commit
-only when the DEL failed (Redis down or paused), when the process died in between, or when the
-write came from outside Django. Invalidations swallowed during an outage are otherwise simply
+the DEL, and acknowledges exactly those ids once the DEL succeeded: they are deleted by the
+sweeper's next pass, in the same transaction as its look for old rows, so a write costs no
+transaction of its own for its bookkeeping. Rows therefore outlive the sweep after the commit
+only when the DEL failed (Redis down or paused), when the process died in between (its
+acknowledgements are then replayed once more: one needless DEL each), or when the write came
+from outside Django. Invalidations swallowed during an outage are otherwise simply
 lost (pulpcore #2026), and with Redis paused rather than restarted its old entries come back.
 
 Two things replay them:
@@ -19,13 +22,16 @@ Two things replay them:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from connectors.background import PerProcessThread
@@ -46,23 +52,81 @@ def acknowledge(ids: Iterable[int], *, using: str | None = None) -> None:
         PendingInvalidation.objects.using(using).filter(id__in=ids).delete()
 
 
+class _Acknowledged:
+    """Ids whose DEL went through, waiting for the sweeper to delete them. Bounded: if the
+    sweeper falls behind, callers acknowledge at once instead."""
+
+    LIMIT = 10_000  # also keeps one DELETE ... WHERE id IN (...) far below Postgres' 65,535 params
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: list[int] = []
+
+    def add(self, ids: list[int]) -> bool:
+        with self._lock:
+            if len(self._ids) + len(ids) > self.LIMIT:
+                return False
+            self._ids.extend(ids)
+            return True
+
+    def take(self) -> list[int]:
+        with self._lock:
+            ids, self._ids = self._ids, []
+            return ids
+
+    def give_back(self, ids: list[int]) -> None:
+        with self._lock:
+            self._ids[:0] = ids
+
+
+_acknowledged = _Acknowledged()
+
+
+def acknowledge_soon(ids: list[int], *, using: str | None = None) -> None:
+    """Forget rows whose DEL went through: in the sweeper's next pass when this process runs
+    one, at once otherwise."""
+    if not ids:
+        return
+    if (
+        settings.CACHE_OUTBOX_SWEEP_SECONDS > 0
+        and using in (None, DEFAULT_DB_ALIAS)
+        and _acknowledged.add(ids)
+    ):
+        sweeper.ensure_running()
+        return
+    acknowledge(ids, using=using)
+
+
+def _next_batch(cutoff: datetime | None, batch: int) -> list[tuple[int, uuid.UUID]]:
+    """Delete what was acknowledged and read the oldest pending rows, in one transaction: the
+    read no longer sees the rows just deleted, so they are not replayed again."""
+    acknowledged = _acknowledged.take()
+    try:
+        with transaction.atomic() if acknowledged else contextlib.nullcontext():
+            acknowledge(acknowledged)
+            queryset = PendingInvalidation.objects.order_by("id")
+            if cutoff is not None:
+                queryset = queryset.filter(created_at__lte=cutoff)
+            return list(queryset.values_list("id", "user_id")[:batch])
+    except BaseException:
+        _acknowledged.give_back(acknowledged)
+        raise
+
+
 def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
-    """Invalidate every user with pending rows, then delete those rows. True if none is left
-    unsent (rows written meanwhile wait for their own DEL or the next replay)."""
+    """Invalidate every user with pending rows, then acknowledge those rows. True if none is
+    left unsent (rows written meanwhile wait for their own DEL or the next replay)."""
     from connectors import cache
 
     cutoff = timezone.now() - timedelta(seconds=older_than) if older_than else None
     while True:
-        queryset = PendingInvalidation.objects.order_by("id")
-        if cutoff is not None:
-            queryset = queryset.filter(created_at__lte=cutoff)
-        rows = list(queryset.values_list("id", "user_id")[:batch])
+        rows = _next_batch(cutoff, batch)
         if not rows:
             return True
         users = {str(user_id) for _, user_id in rows}
         if not cache.invalidate_platform_status_many(users, bypass_breaker=True):
             return False
-        acknowledge(row_id for row_id, _ in rows)
+        acknowledge_soon([row_id for row_id, _ in rows])
         logger.info("Replayed %d pending invalidation(s) for %d user(s)", len(rows), len(users))
         if len(rows) < batch:
             return True

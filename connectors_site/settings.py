@@ -170,6 +170,9 @@ def _database_config(pooler: str) -> dict[str, Any]:
         raise ImproperlyConfigured(f"DATABASE_URL could not be parsed: {e}") from e
     if scheme == "sqlite":
         return config
+    # Django's backend, with a health check that reads the socket instead of sending SELECT 1
+    # before each request's first query (connectors_site/db/postgresql/base.py).
+    config["ENGINE"] = "connectors_site.db.postgresql"
     config["CONN_HEALTH_CHECKS"] = True
     # Supavisor's transaction mode (port 6543) hands each transaction a different server
     # connection: server-side cursors (named cursors spanning transactions) break there. Django's

@@ -85,7 +85,7 @@ def test_no_configuration_means_sqlite_and_no_cache_with_one_warning():
 
 def test_postgres_urls_pass_query_options_through_to_psycopg():
     config = _config(DATABASE_URL="postgres://u:p@db.example.com:5432/app?sslmode=require")
-    assert config["db"]["ENGINE"] == "django.db.backends.postgresql"
+    assert config["db"]["ENGINE"] == "connectors_site.db.postgresql"
     assert config["db"]["OPTIONS"]["sslmode"] == "require"
     assert not config["db"].get("DISABLE_SERVER_SIDE_CURSORS")
 

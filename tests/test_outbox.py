@@ -1,0 +1,47 @@
+"""connectors/outbox.py: acknowledging delivered invalidations without a transaction per write."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors import cache, outbox, selectors
+from connectors.models import PendingInvalidation
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def batched_acknowledgements(settings):
+    # A sweeper thread starts in this process, but its first pass is an hour away: the test
+    # runs the passes itself.
+    settings.CACHE_OUTBOX_SWEEP_SECONDS = 3600
+    outbox._acknowledged.take()
+    yield
+    outbox._acknowledged.take()
+
+
+def test_a_delivered_invalidation_is_deleted_by_the_next_sweep_and_not_replayed(
+    alice_id, make_connection, batched_acknowledgements, settings
+):
+    make_connection(alice_id, "github")  # committed, DEL sent, row acknowledged
+
+    # The write paid for no DELETE of its own: the row waits for the sweeper.
+    assert PendingInvalidation.objects.filter(user_id=alice_id).exists()
+    selectors.platform_status_for_user(user_id=alice_id)
+    assert cache.get_cached_platform_status(alice_id) is not None
+    settings.CACHE_OUTBOX_GRACE_SECONDS = 0  # every pending row is old enough to replay
+
+    assert outbox.sweep_once()
+
+    assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
+    # Deleted in the sweep's transaction before it looked for rows to replay: the fresh entry
+    # was not invalidated a second time.
+    assert cache.get_cached_platform_status(alice_id) is not None
+    assert selectors.platform_status_for_user(user_id=alice_id).cached
+
+
+def test_without_a_sweeper_the_write_acknowledges_at_once(alice_id, make_connection, settings):
+    assert settings.CACHE_OUTBOX_SWEEP_SECONDS == 0
+    make_connection(alice_id, "github")
+
+    assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
