@@ -154,6 +154,7 @@ def main() -> None:
         for i in range(n):
             r.get(keys[i % len(keys)])
         results["redis_get_us"] = (time.perf_counter() - started) / n * 1e6
+        results["socket_get_us"] = _bare_socket_get_us(r, keys, n)
         raw = r.get(keys[0])
         slot = cache._status_slot(users[0])
         started = time.perf_counter()
@@ -181,6 +182,42 @@ def main() -> None:
     with open(profile_out, "w") as f:
         f.write(out.getvalue())
     print("BENCH_JSON " + json.dumps(results), flush=True)
+
+
+def _bare_socket_get_us(r: Any, keys: list[str], n: int) -> float:
+    """The same GETs over a plain socket, no client library: the round trip's own cost on this
+    machine, which no Redis client can go below."""
+    import socket
+
+    kwargs = r.connection_pool.connection_kwargs
+    sock = socket.create_connection((kwargs["host"], kwargs["port"]))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buffer = bytearray(1 << 16)
+
+    def ask(*words: str) -> None:
+        command = b"*%d\r\n" % len(words) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(w), w.encode()) for w in words
+        )
+        sock.sendall(command)
+        got = sock.recv_into(buffer)
+        # A bulk reply: "$<length>\r\n<payload>\r\n"; read until all of it is here.
+        head_end = bytes(buffer[:got]).find(b"\r\n")
+        while head_end < 0:
+            got += sock.recv_into(memoryview(buffer)[got:])
+            head_end = bytes(buffer[:got]).find(b"\r\n")
+        if buffer[0:1] == b"$" and buffer[1:2] != b"-":
+            want = head_end + 2 + int(buffer[1:head_end]) + 2
+            while got < want:
+                got += sock.recv_into(memoryview(buffer)[got:])
+
+    try:
+        ask("SELECT", str(kwargs.get("db", 0)))
+        started = time.perf_counter()
+        for i in range(n):
+            ask("GET", keys[i % len(keys)])
+        return (time.perf_counter() - started) / n * 1e6
+    finally:
+        sock.close()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Two things replay them:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -83,8 +84,8 @@ _acknowledged = _Acknowledged()
 
 
 def acknowledge_soon(ids: list[int], *, using: str | None = None) -> None:
-    """Forget rows whose DEL went through: in the sweeper's next pass when this process runs
-    one, at once otherwise."""
+    """Forget rows whose DEL went through: in the sweeper's next pass, or at once when there
+    is no sweeper (or it has fallen far behind)."""
     if not ids:
         return
     if (
@@ -95,6 +96,17 @@ def acknowledge_soon(ids: list[int], *, using: str | None = None) -> None:
         sweeper.ensure_running()
         return
     acknowledge(ids, using=using)
+
+
+@atexit.register
+def _acknowledge_before_exit() -> None:
+    """A process that ends before its sweeper's next pass (a management command, a worker
+    shut down) deletes what it acknowledged; otherwise each of those rows would be replayed
+    once, a needless DEL. Best effort: a killed process leaves them to that replay."""
+    ids = _acknowledged.take()
+    if ids:
+        with contextlib.suppress(Exception):
+            acknowledge(ids)
 
 
 def _next_batch(cutoff: datetime | None, batch: int) -> list[tuple[int, uuid.UUID]]:

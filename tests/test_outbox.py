@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
 import pytest
+from django.db import connection
 
 from connectors import cache, outbox, selectors
-from connectors.models import PendingInvalidation
+from connectors.models import PendingInvalidation, PlatformConnection
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -44,4 +52,35 @@ def test_without_a_sweeper_the_write_acknowledges_at_once(alice_id, make_connect
     assert settings.CACHE_OUTBOX_SWEEP_SECONDS == 0
     make_connection(alice_id, "github")
 
+    assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
+
+
+def test_a_command_that_exits_before_the_sweep_still_deletes_what_it_acknowledged(alice_id):
+    """A management command writes (batched acknowledgement, sweeper an hour away) and exits."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}"
+            f"@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "CACHE_OUTBOX_SWEEP_SECONDS": "3600",
+    }
+    script = (
+        "from connectors.models import PlatformConnection\n"
+        f"PlatformConnection.objects.create(user_id='{alice_id}', provider='github')\n"
+        "from connectors import outbox\n"
+        "assert outbox._acknowledged._ids, 'acknowledged at once, not batched'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert PlatformConnection.objects.filter(user_id=alice_id).exists()
     assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
