@@ -14,7 +14,9 @@ What it does (everything on 127.0.0.1; everything it starts it stops, even on fa
    a. redis `kill -9` at FAULTS_AT s, restarted (same port, empty) at FAULTS_RECOVER_AT s;
    b. redis SIGSTOP at FAULTS_AT s, SIGCONT at FAULTS_RECOVER_AT s (its old entries survive,
       which is where lost invalidations come back as stale reads);
-   c. Postgres `pg_ctl stop -m fast` at FAULTS_AT s, started again FAULTS_PG_DOWN s later.
+   c. Postgres `pg_ctl stop -m fast` at FAULTS_AT s, started again FAULTS_PG_DOWN s later;
+      `redis-cli MONITOR` records what the run's redis-server executes, so that a 503 read is
+      judged by whether the user's entry was in Redis during it (see `KeyTimeline`).
    Each run: a fresh redis-server, a fresh gunicorn (FAULTS_WORKERS sync workers, DEBUG off,
    LOG_LEVEL=warning), the cache warmed with the service's own `manage.py warm_cache` (as a
    production cache would be warm when an outage starts), then bench/loadgen.py for
@@ -330,6 +332,25 @@ class Harness:
         if sig == signal.SIGKILL:
             self.redis_proc.wait(timeout=10)
 
+    def start_monitor(self, path: Path) -> tuple[subprocess.Popen[bytes], float]:
+        """`redis-cli MONITOR` on the test's own redis-server, into `path`; with the offset
+        from time.monotonic() (the load generator's clock) to Redis' timestamps (wall clock).
+        Returns once MONITOR has answered OK, so nothing after this call is missed."""
+        with open(path, "wb") as out:
+            proc = subprocess.Popen(
+                ["redis-cli", "-h", "127.0.0.1", "-p", str(self.redis_port), "monitor"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        deadline = time.monotonic() + 10
+        while not path.read_bytes().startswith(b"OK"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-cli monitor failed: {path.read_text()[-500:]!r}")
+            time.sleep(0.01)
+        return proc, time.time() - time.monotonic()
+
     def stop_redis(self) -> None:
         if self.redis_proc is not None:
             stop_process(self.redis_proc)
@@ -445,6 +466,7 @@ SETUP_SCRIPT = """
 import io, json
 from django.conf import settings
 from django.core.management import call_command
+from connectors.cache import platform_status_key
 from connectors.management.commands.seed_demo import demo_user_id
 from connectors.providers import PROVIDERS
 out = io.StringIO()
@@ -460,6 +482,7 @@ print("FAULTS_JSON " + json.dumps({
     "socket_timeout": settings.REDIS_SOCKET_TIMEOUT,
     "connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
     "stale_if_error": settings.CACHE_STALE_IF_ERROR_SECONDS,
+    "status_key": [demo_user_id(0), platform_status_key(demo_user_id(0))],
 }))
 """
 
@@ -483,6 +506,104 @@ def setup(h: Harness) -> None:
     )
 
 
+# --- What Redis held -------------------------------------------------------------------------
+MONITOR_LINE = re.compile(r"^(\d+\.\d+) \[\d+ [^\]]*\] (.*)$")
+QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+# Commands that leave a key in place ("SET" also from inside the service's Lua scripts, which
+# MONITOR lists as "lua") and commands that remove it. Anything else that names a status key
+# and is not a read is counted as unknown (reported; the analysis then fails loudly).
+KEY_READS = {"GET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "EVALSHA", "EVAL", "EVALSHA_RO"}
+KEY_SETS = {"SET", "SETEX", "PSETEX", "SETNX", "GETSET"}
+KEY_DELETES = {"DEL", "UNLINK", "GETDEL"}
+
+
+@dataclass
+class KeyTimeline:
+    """When each user's status entry was in Redis, from the MONITOR stream of scenario c.
+
+    Exact where the write bookkeeping can only guess: a write's DEL may come from a request
+    that failed after all, from the outbox sweeper once the database is back, or from a write
+    the load generator could not read back. MONITOR shows every command Redis executed with
+    its time, including those run inside Lua scripts (the service fills entries from one).
+    """
+
+    changes: dict[int, list[tuple[float, bool]]]  # user -> (monotonic time, present after)
+    sets: int = 0
+    deletes: int = 0
+    unknown: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def parse(
+        cls,
+        path: Path,
+        *,
+        prefix: str,
+        status_key: str,
+        users: list[str],
+        clock_offset: float,
+    ) -> KeyTimeline:
+        before, after = status_key.split("{user}")
+        index = {u: i for i, u in enumerate(users)}
+        # django-redis stores "<prefix>:<version>:<key>"; the lease key has a suffix, so a
+        # full match on the value key leaves it out.
+        key_re = re.compile(
+            rf"{re.escape(prefix)}:[^:]*:{re.escape(before)}({UUIDS.pattern}){re.escape(after)}"
+        )
+        timeline = cls(defaultdict(list))
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = MONITOR_LINE.match(line)
+                if not m:
+                    continue
+                words = QUOTED.findall(m.group(2))
+                if not words:
+                    continue
+                command = words[0].upper()
+                if command in ("FLUSHDB", "FLUSHALL"):
+                    t = float(m.group(1)) - clock_offset
+                    for user in timeline.changes:
+                        timeline.changes[user].append((t, False))
+                    continue
+                named = [
+                    index[k.group(1)]
+                    for w in words[1:]
+                    if (k := key_re.fullmatch(w)) and k.group(1) in index
+                ]
+                if not named or command in KEY_READS:
+                    continue
+                t = float(m.group(1)) - clock_offset
+                if command in KEY_SETS:
+                    options = {w.upper() for w in words[3:]}
+                    if "XX" in options:  # only overwrites: presence unchanged
+                        continue
+                    timeline.sets += 1
+                    timeline.changes[named[0]].append((t, True))
+                elif command in KEY_DELETES:
+                    timeline.deletes += 1
+                    for user in named:
+                        timeline.changes[user].append((t, False))
+                else:
+                    timeline.unknown[command] += 1
+        return timeline
+
+    def present_throughout(self, user: int, start: float, end: float) -> bool:
+        """The user's entry was in Redis from `start` to `end` (entries outlive a run: their
+        TTL is minutes), so a read in between had it to answer from."""
+        changes = self.changes.get(user, [])
+        i = bisect.bisect_right(changes, (start, True))
+        if i == 0 or not changes[i - 1][1]:
+            return False
+        return all(present for t, present in changes[i:] if t <= end)
+
+    def present_during(self, user: int, start: float, end: float) -> bool:
+        """The entry was in Redis at some moment between `start` and `end`."""
+        changes = self.changes.get(user, [])
+        i = bisect.bisect_right(changes, (start, True))
+        if i > 0 and changes[i - 1][1]:
+            return True
+        return any(present for t, present in changes[i:] if t <= end)
+
+
 # --- One run --------------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -496,6 +617,8 @@ class Run:
     log_text: str
     warm_note: str = ""
     other_cpu: float = 0.0
+    # Scenario c: per user, when their status entry was in Redis (see KeyTimeline).
+    keys: KeyTimeline | None = None
 
     @property
     def title(self) -> str:
@@ -513,11 +636,18 @@ def run_one(h: Harness, scenario: str, config: str) -> Run:
     name = f"{scenario}-{config}"
     redis = scenario != "baseline"
     seconds = o.baseline if scenario == "baseline" else o.duration
+    prefix = f"faults-{os.getpid()}-{name}"
+    monitor: subprocess.Popen[bytes] | None = None
+    monitor_path, clock_offset = h.tmp / f"monitor-{name}.log", 0.0
     if redis:
         h.start_redis()
+    if scenario == "c":
+        # Redis stays up in scenario c: record every command it executes from before the
+        # warm-up on, so that the analysis knows which users' entries it held at any moment.
+        monitor, clock_offset = h.start_monitor(monitor_path)
     # Rows the naive config never replays must not leak into the next run.
     h.psql("TRUNCATE connectors_pendinginvalidation")
-    env = h.app_env(config=config, redis=redis, prefix=f"faults-{os.getpid()}-{name}")
+    env = h.app_env(config=config, redis=redis, prefix=prefix)
     # The service's own warm_cache, two processes over halves of the users, started before
     # gunicorn so that both boot at once: the run budget is tight on 2 cores.
     warmers = []
@@ -610,7 +740,19 @@ def run_one(h: Harness, scenario: str, config: str) -> Run:
         h.stop_app(app)
         if redis:
             h.stop_redis()
+        if monitor is not None:
+            h.stop_app(monitor)  # normally gone already: redis-cli exits with its server
     log_text = (h.tmp / f"gunicorn-{name}.log").read_text(errors="replace")
+    keys = None
+    if monitor is not None:
+        user_id, status_key = h.info["status_key"]
+        keys = KeyTimeline.parse(
+            monitor_path,
+            prefix=prefix,
+            status_key=status_key.replace(user_id, "{user}"),
+            users=h.info["users"],
+            clock_offset=clock_offset,
+        )
     return Run(
         scenario,
         config,
@@ -622,6 +764,7 @@ def run_one(h: Harness, scenario: str, config: str) -> Run:
         log_text,
         warm_note,
         other_cpu,
+        keys,
     )
 
 
@@ -713,6 +856,8 @@ class Analysis:
     # recovery: without the misses an empty cache cannot avoid, what is left is the service's.
     repeat_hit_ratio: float | None
     messages: Counter[str]
+    # MONITOR self-check: (hits whose entry the key timeline shows present, all hits).
+    key_check: tuple[int, int] | None = None
 
 
 # Django's "<time> LEVEL logger message" and gunicorn's "[time] [pid] [LEVEL] message".
@@ -732,13 +877,13 @@ def analyse(run: Run, opts: Options, info: dict[str, Any]) -> Analysis:
     # Writes from outside the app are only promised "within about grace + interval seconds"
     # (connectors/outbox.py): they are checked from commit + grace + sweep + 1 s of slack.
     allowance = float(info["grace"]) + float(info["sweep"]) + 1.0
-    ext_index = WriteIndex((u, end + allowance, v) for u, end, v in ext)
+    ext_index = WriteIndex((u, end + allowance, v) for u, end, v in ext if v)
     # Writes that may have removed a user's entry, keyed by the earliest moment they could
     # have: an API write from when it was sent (it commits before it returns), an external one
     # from its commit (the sweeper deletes the entry up to `allowance` later: see below).
     may_invalidate = WriteIndex(
         [(u, start, v or []) for u, _k, start, _e, st, v in writes if st in (0, 200)]
-        + [(u, end, v) for u, end, v in ext]
+        + [(u, end, v or []) for u, end, v in ext]
     )
     last_ok: dict[int, list[tuple[float, int]]] = defaultdict(list)
     for user, _start, end, status, cached, _stale, _v in sorted(reads, key=lambda r: r[2]):
@@ -774,15 +919,21 @@ def analyse(run: Run, opts: Options, info: dict[str, Any]) -> Analysis:
                 elif older(versions, ext_index.latest_before(user, start)):
                     ps.stale_ext += 1
             if status == 503:
-                # "Cached user": its last successful read before this one came from Redis and
-                # no write since could have removed the entry.
-                prior = last_ok.get(user, [])
-                i = bisect.bisect_left(prior, (start, -2)) - 1
-                was_cached = (
-                    i >= 0
-                    and prior[i][1] == 1
-                    and not may_invalidate.any_between(user, prior[i][0] - allowance, start)
-                )
+                if run.keys is not None:
+                    # "Cached user": its entry was in Redis from the moment the request was
+                    # sent until its answer (MONITOR), so the service could have served it.
+                    was_cached = run.keys.present_throughout(user, start, _end)
+                else:
+                    # Without a MONITOR stream (Redis scenarios, where any 503 fails anyway):
+                    # its last successful read came from Redis and no write since could have
+                    # removed the entry, as far as the load generator knows.
+                    prior = last_ok.get(user, [])
+                    i = bisect.bisect_left(prior, (start, -2)) - 1
+                    was_cached = (
+                        i >= 0
+                        and prior[i][1] == 1
+                        and not may_invalidate.any_between(user, prior[i][0] - allowance, start)
+                    )
                 if was_cached:
                     ps.r503_cached += 1
                 else:
@@ -827,6 +978,11 @@ def analyse(run: Run, opts: Options, info: dict[str, Any]) -> Analysis:
                 repeat_n += 1
                 repeat_hits += cached == 1
             seen.add(user)
+    key_check = None
+    if run.keys is not None:
+        hits = [r for r in reads if r[3] == 200 and r[4] == 1]
+        confirmed = sum(run.keys.present_during(r[0], r[1], r[2]) for r in hits)
+        key_check = (confirmed, len(hits))
     text = run.log_text
     messages: Counter[str] = Counter()
     for line in text.splitlines():
@@ -845,6 +1001,7 @@ def analyse(run: Run, opts: Options, info: dict[str, Any]) -> Analysis:
         first_traceback=text[tb : tb + 2500] if tb >= 0 else "",
         repeat_hit_ratio=repeat_hits / repeat_n if repeat_n else None,
         messages=messages,
+        key_check=key_check,
     )
 
 
@@ -873,6 +1030,19 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
     pg_runs = [a for a in fault_runs if a.run.scenario == "c"]
     r503_redis = sum(p.statuses[503] for a in redis_runs for p in a.phases)
     r503_cached_pg = sum(phase(a, "during").r503_cached for a in pg_runs)
+    # The MONITOR timeline must agree with every cache hit (each found its entry in Redis) and
+    # know every command that touched an entry; otherwise its verdict on 503s is not trusted.
+    key_checks = [a.key_check for a in pg_runs if a.key_check is not None]
+    keys_ok = all(
+        a.key_check is not None
+        and a.key_check[0] == a.key_check[1]
+        and a.run.keys is not None
+        and not a.run.keys.unknown
+        for a in pg_runs
+    )
+    keys_note = (
+        "; MONITOR confirmed " + ", ".join(f"{ok:,}/{n:,}" for ok, n in key_checks) + " hits"
+    )
     # Reads answered 503 outside the Postgres outage (writes cannot help failing during it).
     r503_pg_outside = sum(
         p.r503_cached + p.r503_uncached for a in pg_runs for p in a.phases if p.name != "during"
@@ -891,8 +1061,11 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
         (
             "503 only for uncached users while Postgres is down, none in a Redis-only outage",
             f"{r503_cached_pg} for cached users, {r503_pg_outside} outside the outage, "
-            f"{r503_redis} in Redis scenarios",
-            r503_cached_pg == 0 and r503_redis == 0 and r503_pg_outside == 0,
+            f"{r503_redis} in Redis scenarios" + (keys_note if pg_runs else ""),
+            r503_cached_pg == 0
+            and r503_redis == 0
+            and r503_pg_outside == 0
+            and (keys_ok or not pg_runs),
         ),
         (
             f"p99 during a Redis outage within {opts.p99_slack_ms:g} ms of DB-only p99",
@@ -1075,8 +1248,11 @@ IGNORE_EXCEPTIONS with redis-py-like timeouts, no breaker, no replay.
 the moment the response arrived; the per-provider versions were read back from Postgres under a
 per-user lock, so they are exactly what the write left) but shows some provider at a lower
 version. External SQL writes are promised only within about grace + sweep interval: they count
-from commit + {allowance:g} s. *503 reads cached* = a 503 for a user whose last successful read
-was a cache hit with no write since (its entry should still be in Redis).
+from commit + {allowance:g} s. *503 reads cached* = a 503 for a user whose status entry was in
+Redis from the moment the request was sent until its answer, by the run's `redis-cli MONITOR`
+stream (scenario c; checked against every cache hit of the run, each of which must find its entry
+present); in the Redis scenarios, a user whose last successful read was a cache hit with no
+recorded write since.
 
 **Hit ratio after recovery:** the share of 200 reads answered from Redis (`cached`), per 1 s
 bucket from the recovery; "s to hit ratio" = the end of the first bucket that, with the next one,
@@ -1127,7 +1303,13 @@ folded; LOG_LEVEL=warning):
 def ensure_tools() -> None:
     missing = [
         tool
-        for tool in ("redis-server", "psql", str(PG_BIN / "initdb"), str(PG_BIN / "pg_ctl"))
+        for tool in (
+            "redis-server",
+            "redis-cli",
+            "psql",
+            str(PG_BIN / "initdb"),
+            str(PG_BIN / "pg_ctl"),
+        )
         if not shutil.which(tool)
     ]
     if missing:

@@ -64,7 +64,8 @@ class Recorder:
         default_factory=list
     )
     writes: list[tuple[int, str, float, float, int, list[int] | None]] = field(default_factory=list)
-    external: list[tuple[int, float, list[int]]] = field(default_factory=list)
+    # (user, commit time, versions read back or None if the read-back failed)
+    external: list[tuple[int, float, list[int] | None]] = field(default_factory=list)
     skipped: list[float] = field(default_factory=list)
     noop_writes: int = 0
     external_errors: int = 0
@@ -103,14 +104,14 @@ class Load:
         self.local.db = None
 
     def versions_of(self, user: int) -> list[int]:
-        rows = (
-            self.db()
-            .execute(
-                "SELECT provider, version FROM connectors_platformconnection WHERE user_id = %s",
-                (self.users[user],),
-            )
-            .fetchall()
-        )
+        sql = "SELECT provider, version FROM connectors_platformconnection WHERE user_id = %s"
+        try:
+            rows = self.db().execute(sql, (self.users[user],)).fetchall()
+        except psycopg.Error:
+            # This thread's connection may have died with an earlier Postgres restart without
+            # anyone noticing: one more try on a new connection before giving up.
+            self.drop_db()
+            rows = self.db().execute(sql, (self.users[user],)).fetchall()
         found = {provider: int(version) for provider, version in rows}
         return [found.get(p, 0) for p in self.providers]
 
@@ -216,7 +217,15 @@ class Load:
                     )
                     end = time.monotonic()  # autocommit: committed when execute returned
                     if changed:
-                        self.rec.external.append((user, end, self.versions_of(user)))
+                        # Committed: recorded even if the read-back fails (Postgres stopping
+                        # right after the commit), as a write whose versions are unknown.
+                        try:
+                            versions: list[int] | None = self.versions_of(user)
+                        except psycopg.Error:
+                            versions = None
+                            self.rec.readback_errors += 1
+                            self.drop_db()
+                        self.rec.external.append((user, end, versions))
                 except psycopg.Error:
                     # Postgres is down: try again later, as the other service would.
                     self.rec.external_errors += 1

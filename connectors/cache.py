@@ -628,7 +628,7 @@ def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
         raw = _call(lambda r: r.get(key))
     except CacheUnavailable as e:
         logger.debug("Reading %s from DB: %s", slot.describe(), e)
-        return _load_uncached(loader)
+        return _load_after_redis_failed(slot, key, loader)
     if raw is not None:
         entry = _decode_entry(raw, slot)
         if entry is not None:
@@ -653,6 +653,30 @@ def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
 def _load_uncached(loader: Loader) -> CachedRead:
     data = loader()
     return CachedRead.from_data(data)
+
+
+def _load_after_redis_failed(slot: _Slot, key: str, loader: Loader) -> CachedRead:
+    """The database, after one Redis call failed. If the database fails too, ask Redis once
+    more before answering 503: one timed-out GET (a busy machine, a slow network moment) does
+    not open the breaker, and while Postgres is down a user with a cached entry must still be
+    served. That second GET is as fresh as any hit: it reads what invalidation left."""
+    try:
+        return _load_uncached(loader)
+    except DatabaseError:
+        try:
+            raw = _call(lambda r: r.get(key))
+        except CacheUnavailable:
+            raw = None
+        entry = _decode_entry(raw, slot) if raw is not None else None
+        if entry is None:
+            raise
+    stale = time.time() >= entry.expires_at
+    logger.warning(
+        "Serving %s from Redis on a second try: the first failed and so did the database",
+        slot.describe(),
+    )
+    stats.record("hits")
+    return CachedRead(entry.body, cached=True, etag=entry.etag, stale=stale)
 
 
 def _miss(slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:

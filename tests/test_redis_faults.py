@@ -5,10 +5,15 @@ Each test owns its redis-server (conftest's own_redis): the shared one is never 
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
+from django.db import connection
 
 from connectors import cache, outbox
 from connectors.breaker import State
@@ -274,3 +279,57 @@ def test_a_redis_that_kept_its_data_gets_only_the_recent_users_back(
     _recover()
     assert _wait_cached(alice_id) is not None
     assert _wait_cached(bob_id, seconds=1) is None
+
+
+@pytest.fixture
+def unresponsive_database() -> Iterator[Callable[[], None]]:
+    """Calling it points this process's database connection at a server that accepts TCP
+    connections and never answers (a database host that hangs): connecting fails after
+    libpq's minimum connect_timeout, 2 s. Restored afterwards."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    acceptor = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    acceptor.start()
+    saved = connection.settings_dict.copy()
+
+    def hang() -> None:
+        connection.close()
+        connection.settings_dict.update(
+            HOST="127.0.0.1",
+            PORT=listener.getsockname()[1],
+            OPTIONS={**saved.get("OPTIONS", {}), "connect_timeout": 2},
+        )
+
+    yield hang
+    stop.set()
+    acceptor.join(5)
+    connection.close()
+    connection.settings_dict.clear()
+    connection.settings_dict.update(saved)
+    for sock in [listener, *accepted]:
+        sock.close()
+
+
+def test_one_failed_redis_read_while_the_database_hangs_still_serves_the_cached_user(
+    alice, alice_id, make_connection, own_redis, unresponsive_database
+):
+    make_connection(alice_id, "github")
+    _warm(alice, alice_id)
+    own_redis.pause()  # the next GET times out: one failure, the breaker stays closed
+    unresponsive_database()
+    threading.Timer(0.3, own_redis.resume).start()  # back while the DB connect still hangs
+
+    body = status_of(alice, alice_id)
+
+    # Without the second GET this request would answer 503 although alice's entry was there.
+    assert body["cached"] is True
+    assert body["data"]["platforms"]["github"]["connected"] is True
+    assert cache.breaker.state is State.CLOSED
