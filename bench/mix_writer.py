@@ -9,7 +9,8 @@ service's own invalidation runs, after commit), at a fixed rate for a fixed time
   invalidates on commit), as an extraction job finishing would.
 
 Each write is one Postgres transaction. Users are drawn with the same Zipf law as wrk's.
-Prints one line `BENCH_JSON {...}` with the counts.
+Prints one line `BENCH_JSON {...}` with the counts, and how many passes this process's outbox
+sweeper made (one transaction each).
 
 Usage: python bench/mix_writer.py USERS_FILE RATE_PER_S SECONDS ZIPF_S
 """
@@ -39,7 +40,7 @@ def main() -> None:
     django.setup()
     from django.utils import timezone
 
-    from connectors import services
+    from connectors import outbox, services
     from connectors.models import ConnectionStatus, PlatformConnection, SyncStatus
     from connectors.providers import PROVIDERS
 
@@ -81,6 +82,9 @@ def main() -> None:
         except Exception as e:  # keep writing; report
             counts["errors"] += 1
             print(f"mix_writer: {type(e).__name__}: {e}", file=sys.stderr)
+    # Its outbox sweeper's passes (a transaction each, whatever the traffic): background, as
+    # the idle server's are (bench/run.py nets both out).
+    counts["sweeps"] = outbox.sweeper.passes
     print("BENCH_JSON " + json.dumps(counts), flush=True)
 
 

@@ -454,6 +454,9 @@ class Row:
     note: str = ""
     other_cpu: float = 0.0
     window_s: float = 0.0  # from gunicorn start to stop: background DB work runs this long
+    # Requests of an unrecorded warm-up on the measured server itself (1-connection rows): in
+    # the DB and Redis counters, so in the per-request denominators too, not in the latencies.
+    warm_requests: int = 0
 
     @property
     def requests(self) -> int:
@@ -476,15 +479,18 @@ class Row:
         the requests still in flight when wrk stops, which wrk does not count), plus writes."""
         reads = self.hits + self.misses
         if reads == 0:
-            reads = self.requests - int(self.wrk.get("writes", 0))
+            reads = self.requests + self.warm_requests - int(self.wrk.get("writes", 0))
         return reads + int(self.wrk.get("writes", 0)) + int(self.side.get("writes", 0))
 
     def db_per_req(self) -> float:
         return self.pg["xacts"] / max(1, self.served())
 
     def db_background(self) -> float:
-        """Estimated transactions of the idle-server background (cache on only)."""
-        return BACKGROUND["rate"] * self.window_s if self.hits + self.misses else 0.0
+        """Estimated transactions of the idle-server background (cache on only), plus the side
+        writer's outbox sweeps (it counts them itself)."""
+        if not self.hits + self.misses:
+            return 0.0
+        return BACKGROUND["rate"] * self.window_s + int(self.side.get("sweeps", 0))
 
     def db_net(self) -> float:
         """Transactions of the requests: total minus the idle-server background estimate."""
@@ -523,8 +529,9 @@ def measure(
     before: Any = None,
     side_rate: float = 0.0,
     note: str = "",
+    warm_in_place: bool = False,
 ) -> Row:
-    if warmup > 0:
+    if warmup > 0 and not warm_in_place:
         proc = h.start_app(env)
         h.wrk(path=path, mode=mode, seconds=warmup, conns=conns, write_pct=write_pct, record=False)
         h.stop_app(proc)
@@ -558,6 +565,14 @@ def measure(
         ready = side.stdout.readline()  # Django's start-up is not part of the measurement
         if not ready.startswith(b"READY"):
             raise RuntimeError(f"side writer did not start: {ready!r} {side.communicate()[1]!r}")
+    warm_requests = 0
+    if warmup > 0 and warm_in_place:
+        # Every worker of this very server past its first requests (imports, copy-on-write
+        # page faults after the fork): a 1-connection row measures a steady per-request
+        # latency, and a fresh server would count its start-up instead.
+        warm_requests = int(
+            h.wrk(path=path, mode=mode, seconds=warmup, conns=conns, record=False)["requests"]
+        )
     result = h.wrk(path=path, mode=mode, seconds=seconds, conns=conns, write_pct=write_pct)
     side_counts: dict[str, Any] = {}
     if side is not None:
@@ -582,6 +597,7 @@ def measure(
         note,
         other_cpu,
         window_s,
+        warm_requests,
     )
     log(
         f"{key} {name}: {row.wrk['rps']:.0f} req/s, p50 {row.wrk['p50'] / 1000:.2f} ms, "
@@ -1028,10 +1044,11 @@ def run(h: Harness, started: float) -> int:
             cached,
             path=CEILING,
             mode="zipf",
-            warmup=1,
+            warmup=WARMUP,
             seconds=unloaded_s,
             conns=1,
             note="unloaded latency",
+            warm_in_place=True,
         )
     )
     rows.append(
@@ -1042,10 +1059,11 @@ def run(h: Harness, started: float) -> int:
             remote_cached,
             path=STATUS,
             mode="zipf",
-            warmup=0,
+            warmup=WARMUP,
             seconds=unloaded_s,
             conns=1,
             note="unloaded latency",
+            warm_in_place=True,
         )
     )
     rows.append(
@@ -1056,10 +1074,11 @@ def run(h: Harness, started: float) -> int:
             remote_db,
             path=STATUS,
             mode="zipf",
-            warmup=1,
+            warmup=WARMUP,
             seconds=unloaded_s,
             conns=1,
             note="unloaded latency",
+            warm_in_place=True,
         )
     )
     rows.append(

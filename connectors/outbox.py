@@ -167,6 +167,7 @@ _RETRY_SECONDS = 0.1
 class _Sweeper:
     def __init__(self) -> None:
         self._thread = PerProcessThread("outbox-sweeper", self._run)
+        self.passes = 0  # in this process; `make bench` separates this background from requests
 
     def ensure_running(self) -> None:
         if settings.CACHE_OUTBOX_SWEEP_SECONDS > 0:
@@ -177,6 +178,7 @@ class _Sweeper:
         pause = interval
         while True:
             time.sleep(pause)
+            self.passes += 1
             try:
                 pause = interval if sweep_once() else min(interval, _RETRY_SECONDS)
             except Exception:  # the sweeper must outlive any single failure
