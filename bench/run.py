@@ -245,6 +245,18 @@ class Harness:
         sh([*PG, "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'])
         sh([*PG, "-d", "postgres", "-c", f'CREATE DATABASE "{self.db_name}"'])
         self.db_created = True
+        # As on Supabase ("Every Supabase database is set to UTC timezone by default"): Debian's
+        # default, "Etc/UTC", is another name for the same zone, but Django compares names and
+        # would send SET TIME ZONE on every new connection.
+        sh(
+            [
+                *PG,
+                "-d",
+                "postgres",
+                "-c",
+                f"ALTER DATABASE \"{self.db_name}\" SET timezone TO 'UTC'",
+            ]
+        )
 
     def cleanup(self) -> None:
         for proc in self.procs:

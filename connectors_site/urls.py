@@ -19,7 +19,8 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    # The API first: Django tries patterns in order, and the status read is the hot path.
+    path("api/", include(connectors_api.urlpatterns + extraction_api.urlpatterns)),
     # The OpenAPI schema and its docs, public like any API reference; the UIs' assets are static
     # files from drf-spectacular-sidecar (no CDN).
     path("api/schema/", SchemaView.as_view(), name="schema"),
@@ -29,8 +30,8 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="schema", template_name="connectors/redoc.html"),
         name="redoc",
     ),
-    path("api/", include(connectors_api.urlpatterns + extraction_api.urlpatterns)),
     re_path(r"^api/", api_not_found),
+    path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]
