@@ -1045,52 +1045,28 @@ def run(h: Harness, started: float) -> int:
         )
     )
     unloaded_s = max(3, DURATION // 2)
-    # The floor for 6c: no cache and no DB can answer faster than this stack does.
-    rows.append(
-        measure(
-            h,
-            "1c",
-            f"ceiling, 1 connection ({unloaded_s} s)",
-            cached,
-            path=CEILING,
-            mode="zipf",
-            warmup=WARMUP,
-            seconds=unloaded_s,
-            conns=1,
-            note="unloaded latency",
-            warm_in_place=True,
+    # Per-request latency over one connection. 1c is the floor for 6c: no cache and no DB can
+    # answer faster than this stack does.
+    for key, label, env, path in (
+        ("1c", "ceiling", cached, CEILING),
+        ("6c", "Redis, warm, remote DB", remote_cached, STATUS),
+        ("6d", "DB only, remote DB", remote_db, STATUS),
+    ):
+        rows.append(
+            measure(
+                h,
+                key,
+                f"{label}, 1 connection ({unloaded_s} s)",
+                env,
+                path=path,
+                mode="zipf",
+                warmup=WARMUP,
+                seconds=unloaded_s,
+                conns=1,
+                note="unloaded latency",
+                warm_in_place=True,
+            )
         )
-    )
-    rows.append(
-        measure(
-            h,
-            "6c",
-            f"Redis, warm, remote DB, 1 connection ({unloaded_s} s)",
-            remote_cached,
-            path=STATUS,
-            mode="zipf",
-            warmup=WARMUP,
-            seconds=unloaded_s,
-            conns=1,
-            note="unloaded latency",
-            warm_in_place=True,
-        )
-    )
-    rows.append(
-        measure(
-            h,
-            "6d",
-            f"DB only, remote DB, 1 connection ({unloaded_s} s)",
-            remote_db,
-            path=STATUS,
-            mode="zipf",
-            warmup=WARMUP,
-            seconds=unloaded_s,
-            conns=1,
-            note="unloaded latency",
-            warm_in_place=True,
-        )
-    )
     rows.append(
         measure(
             h,
