@@ -636,18 +636,23 @@ def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
                 refreshed = _refresh(slot, key, loader, entry, raw)
                 if refreshed is not None:
                     return refreshed
-            stats.record("hits")
             if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
                 logger.info(
                     "Cache HIT: %s (%.1fms)",
                     slot.describe(),
                     (time.perf_counter() - started) * 1000,
                 )
-            return CachedRead(entry.body, cached=True, etag=entry.etag)
+            return _hit(entry)
         _delete_quietly(key)
     if _naive():
         return _naive_miss(slot, key, loader)
     return _miss(slot, key, loader, started)
+
+
+def _hit(entry: _Entry, *, stale: bool = False) -> CachedRead:
+    """A read answered from Redis: counted, and served as the entry's own bytes."""
+    stats.record("hits")
+    return CachedRead(entry.body, cached=True, etag=entry.etag, stale=stale)
 
 
 def _load_uncached(loader: Loader) -> CachedRead:
@@ -670,13 +675,11 @@ def _load_after_redis_failed(slot: _Slot, key: str, loader: Loader) -> CachedRea
         entry = _decode_entry(raw, slot) if raw is not None else None
         if entry is None:
             raise
-    stale = time.time() >= entry.expires_at
     logger.warning(
         "Serving %s from Redis on a second try: the first failed and so did the database",
         slot.describe(),
     )
-    stats.record("hits")
-    return CachedRead(entry.body, cached=True, etag=entry.etag, stale=stale)
+    return _hit(entry, stale=time.time() >= entry.expires_at)
 
 
 def _miss(slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:
@@ -699,13 +702,12 @@ def _miss(slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:
             if entry is None:
                 _delete_quietly(key)
                 continue
-            stats.record("hits")
             logger.info(
                 "Cache HIT: %s (%.1fms, after waiting for the filler)",
                 slot.describe(),
                 (time.perf_counter() - started) * 1000,
             )
-            return CachedRead(entry.body, cached=True, etag=entry.etag)
+            return _hit(entry)
         if reply[0] == 2:
             return _fill_holding_lease(slot, key, lease_key, token, loader)
         if time.monotonic() >= deadline:
@@ -791,8 +793,7 @@ def _refresh(
         if time.time() < entry.expires_at:
             return None
         logger.warning("Serving %s past its TTL, database unavailable: %s", slot.describe(), e)
-        stats.record("hits")
-        return CachedRead(entry.body, cached=True, etag=entry.etag, stale=True)
+        return _hit(entry, stale=True)
 
 
 def _naive_miss(slot: _Slot, key: str, loader: Loader) -> CachedRead:
