@@ -17,7 +17,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/
 help:
 	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL)"
 	@echo "make test   ruff, mypy and the whole test suite"
-	@echo "make lint   ruff and mypy only"
+	@echo "make lint   ruff, mypy and the import contracts only"
 	@echo "make bench        throughput/latency over HTTP -> bench/results/latest.md"
 	@echo "make consistency  the long freshness check, service vs naive"
 	@echo "make faults       Redis and Postgres outages under load, service vs naive"
@@ -49,6 +49,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/mypy .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -8,13 +8,10 @@ class ConnectorsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from connectors import signals
+        # Every hook is registered here, so every process (web worker, command, listener) has
+        # them, whatever it happens to import.
+        from connectors import cache, checks, selectors, signals
 
         signals.connect()
-
-        from django.conf import settings
-
-        if settings.BENCH_DB_LATENCY_MS > 0:
-            from connectors import bench_hooks
-
-            bench_hooks.connect_db_latency()
+        checks.register()
+        cache.on_recovery(selectors.platform_status_rewarm)

@@ -1,24 +1,11 @@
 """Supabase access tokens for DRF: `Authorization: Bearer <access token>`.
 
-Two ways a token can be signed, chosen by its header's `alg` before any key is picked:
-
-- ES256 / RS256 (what Supabase issues today): verified with the project's public keys from
-  `SUPABASE_URL/auth/v1/.well-known/jwks.json`, through one PyJWKClient per process (the key set
-  cached JWKS_CACHE_SECONDS, one forced refresh on an unknown `kid`, a short fetch timeout). The
-  key's own type decides its algorithm, so a token cannot choose how its key is used.
-- HS256 (legacy): only when SUPABASE_JWT_SECRET is set, and only ever with that secret, so an
-  HS256 token "signed" with the public JWKS key (algorithm confusion) fails like any forgery.
-
-Users' tokens (role `authenticated`) must carry aud=authenticated, an unexpired exp, a UUID
-`sub` and, when SUPABASE_URL is set, iss = `<SUPABASE_URL>/auth/v1`; `nbf` and `iat` in the
-future are refused (JWT_LEEWAY_SECONDS of clock skew either way). The service-role key (role
-`service_role`, iss `supabase`, no sub and no aud, as Supabase issues it) may act for any user.
-`anon` tokens and anything else are refused. `user_metadata` is user-editable and is never used
-for authorization (REFERENCES.md, Supabase). supabase-py's get_claims() checks neither aud nor
-iss, which is why this module does the verification itself.
-
-A JWKS that cannot be fetched is a 503 `auth_unavailable` with Retry-After, not a 401: the
-client's token may be perfectly good and there is nothing the client could change.
+ES256 / RS256 tokens are verified with the project's JWKS (one PyJWKClient per process), HS256
+only with SUPABASE_JWT_SECRET; the token's `alg` picks the path before any key is chosen, and a
+JWKS key's own type fixes its algorithm (no algorithm confusion). User tokens need
+aud=authenticated, a UUID `sub` and the project's issuer; the service role may act for anyone.
+supabase-py's get_claims() checks neither aud nor iss, hence this module. The rules in full:
+docs/architecture.md ("Authentication").
 """
 
 from __future__ import annotations
@@ -34,8 +21,8 @@ from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from connectors.cache import normalize_user_id
 from connectors.errors import InvalidUserId
+from connectors.ids import normalize_user_id
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
 SYMMETRIC_ALGORITHM = "HS256"
@@ -229,7 +216,7 @@ _supabase_clients: dict[tuple[str, str, float], Any] = {}
 
 
 def _supabase_client() -> Any:
-    """One supabase-py client per process, never signed in (REFERENCES.md: create once with
+    """One supabase-py client per process, never signed in (supabase-py's advice: create once with
     persist_session=False, auto_refresh_token=False)."""
     from supabase import ClientOptions, create_client
 

@@ -19,6 +19,7 @@ instrumentation is the injected delays that widen the race windows the cache mus
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
 import logging
@@ -202,10 +203,12 @@ def zipf_weights(count: int, s: float) -> list[float]:
 
 @contextmanager
 def cache_mode(mode: str) -> Iterator[None]:
-    """settings.CACHE_MODE for every thread (override_settings is process-wide)."""
+    """The service's cache, or the naive one, for every thread of the process."""
     if mode not in ("service", "naive"):
         raise ValueError(f"unknown cache mode {mode!r}")
-    with override_settings(CACHE_MODE=mode):
+    from tests.support.naive import naive_cache
+
+    with naive_cache() if mode == "naive" else contextlib.nullcontext():
         yield
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import models, transaction
 from django.db.models.functions import Now
+from django.dispatch import Signal
 
 from connectors.crypto import EncryptedTextField
 from connectors.providers import PROVIDER_CHOICES
@@ -25,11 +26,20 @@ class ConnectionStatus(models.TextChoices):
     ERROR = "error"
 
 
+# Bulk writes send no post_save: the QuerySet overrides below send this instead, inside the
+# writing transaction, with `user_ids` (every user whose rows changed) and `using`. The receiver
+# (connectors.signals) invalidates those users on commit; the model knows nothing of the cache.
+connections_changed = Signal()
+
+
 class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
-    """Bulk writes send no post_save, so these overrides invalidate the users they touch.
+    """Bulk writes announce the users they touch (connections_changed).
 
     `QuerySet.delete()` needs nothing: it sends post_delete per row while receivers exist.
     """
+
+    def _changed(self, user_ids: Iterable[uuid.UUID | str]) -> None:
+        connections_changed.send(sender=self.model, user_ids=set(user_ids), using=self.db)
 
     def for_user(self, user_id: uuid.UUID | str) -> PlatformConnectionQuerySet:
         return self.filter(user_id=user_id)
@@ -38,8 +48,6 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
         return self.filter(is_active=True)
 
     def update(self, **kwargs: Any) -> int:
-        from connectors import cache
-
         with transaction.atomic(using=self.db):
             # Lock the rows first so the set of users cannot change between this read and
             # the UPDATE below.
@@ -47,8 +55,7 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
             if "user_id" in kwargs:
                 user_ids.add(kwargs["user_id"])
             count = super().update(**kwargs)
-            for user_id in user_ids:
-                cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+            self._changed(user_ids)
         return count
 
     def bulk_create(  # type: ignore[override]  # the stubs leave _Model unbound here
@@ -60,8 +67,6 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
         update_fields: Collection[str] | None = None,
         unique_fields: Collection[str] | None = None,
     ) -> list[PlatformConnection]:
-        from connectors import cache
-
         with transaction.atomic(using=self.db):
             created: list[PlatformConnection] = super().bulk_create(  # type: ignore[assignment]
                 objs,  # type: ignore[arg-type]
@@ -71,8 +76,7 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
                 update_fields=update_fields,
                 unique_fields=unique_fields,
             )
-            for user_id in {obj.user_id for obj in created}:
-                cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+            self._changed(obj.user_id for obj in created)
         return created
 
     def bulk_update(
@@ -81,13 +85,10 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
         fields: Iterable[str],
         batch_size: int | None = None,
     ) -> int:
-        from connectors import cache
-
         objs = list(objs)
         with transaction.atomic(using=self.db):
             count = super().bulk_update(objs, fields, batch_size=batch_size)  # type: ignore[arg-type]
-            for user_id in {obj.user_id for obj in objs}:
-                cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+            self._changed(obj.user_id for obj in objs)
         return count
 
 
@@ -147,7 +148,7 @@ class PendingInvalidation(models.Model):
     Rows are written by a database trigger in the same transaction as the change, whoever makes
     it (ORM, QuerySet.update, raw SQL, another service), so they survive a crash or a Redis
     outage between the commit and the DEL. The cache layer deletes them once a DEL that
-    followed their commit has succeeded; anything left over is replayed (connectors/outbox.py).
+    followed their commit has succeeded; anything left over is replayed (connectors.cache.outbox).
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -1,4 +1,4 @@
-"""Reads. The status read goes through connectors/cache.py; nothing here knows a cache key."""
+"""Reads. The status read goes through connectors.cache; nothing here knows a cache key."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from django.conf import settings
 from django.db.models import Max
 
 from connectors import cache
+from connectors.ids import normalize_user_id
 from connectors.models import PlatformConnection
 from connectors.providers import PROVIDERS
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_utc(value: datetime | None) -> str | None:
     # The same form DRF and the Express API give: UTC with a trailing Z.
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -39,8 +40,8 @@ def platform_status_from_db(*, user_id: str) -> dict[str, Any]:
         platforms[row["provider"]] = {
             "connected": bool(row["is_active"] and row["status"] == "connected"),
             "status": row["status"] if row["is_active"] else "disconnected",
-            "connected_at": _iso(row["connected_at"]),
-            "last_sync_at": _iso(row["last_sync_at"]),
+            "connected_at": iso_utc(row["connected_at"]),
+            "last_sync_at": iso_utc(row["last_sync_at"]),
             "last_sync_status": row["last_sync_status"],
             "version": row["version"],
         }
@@ -48,15 +49,15 @@ def platform_status_from_db(*, user_id: str) -> dict[str, Any]:
 
 
 def platform_status_for_user(*, user_id: object) -> cache.CachedRead:
-    uid = cache.normalize_user_id(user_id)
+    uid = normalize_user_id(user_id)
     return cache.read_platform_status(uid, lambda: platform_status_from_db(user_id=uid))
 
 
-@cache.on_recovery
 def platform_status_rewarm(user_ids: list[str], lost_data: bool) -> None:
     """After a Redis outage, read users through the cache again (same leases): the ones this
     process served last, and if Redis came back empty, the most recently active ones too, as
-    `manage.py warm_cache` would (bounded by CACHE_WARM_ON_EMPTY)."""
+    `manage.py warm_cache` would (bounded by CACHE_WARM_ON_EMPTY). Registered in
+    ConnectorsConfig.ready()."""
     if lost_data and settings.CACHE_WARM_ON_EMPTY > 0:
         active = (
             PlatformConnection.objects.active()
@@ -66,7 +67,7 @@ def platform_status_rewarm(user_ids: list[str], lost_data: bool) -> None:
         )
         user_ids = list(dict.fromkeys([*user_ids, *(str(row["user_id"]) for row in active)]))
     for user_id in user_ids:
-        if not cache.enabled() or cache.breaker.state is not cache.State.CLOSED:
+        if not cache.enabled() or not cache.breaker_closed():
             return  # Redis went away again: stop rather than hammer the database
         platform_status_for_user(user_id=user_id)
 

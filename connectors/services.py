@@ -7,8 +7,9 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from connectors import cache, oauth
+from connectors import oauth
 from connectors.errors import NotConnected, OAuthStateAlreadyUsed
+from connectors.ids import normalize_user_id
 from connectors.models import ConnectionStatus, OAuthStateUse, PlatformConnection, SyncStatus
 from connectors.providers import get_provider
 
@@ -20,7 +21,7 @@ def connection_create_from_oauth(
 ) -> PlatformConnection:
     """Finish the OAuth flow: check the state (signed, this user's, this provider's, unexpired,
     unused), trade the code, store the tokens encrypted and mark the state used, atomically."""
-    uid = cache.normalize_user_id(user_id)
+    uid = normalize_user_id(user_id)
     registered = get_provider(provider)
     nonce = oauth.state_verify(state=state, user_id=uid, provider=registered)
     if OAuthStateUse.objects.filter(nonce=nonce).exists():
@@ -62,7 +63,7 @@ def connection_create_from_oauth(
 
 def connection_disconnect(*, user_id: str, provider: str) -> PlatformConnection:
     """Deactivate one connection and forget its tokens."""
-    uid = cache.normalize_user_id(user_id)
+    uid = normalize_user_id(user_id)
     name = get_provider(provider).name
     with transaction.atomic():
         connection = (
@@ -85,30 +86,28 @@ def connection_disconnect(*, user_id: str, provider: str) -> PlatformConnection:
 
 def connections_reset(*, user_id: str) -> int:
     """Deactivate all of a user's connections; returns how many were active."""
-    uid = cache.normalize_user_id(user_id)
-    with transaction.atomic():
-        count = (
-            PlatformConnection.objects.for_user(uid)
-            .active()
-            .update(
-                is_active=False,
-                status=ConnectionStatus.DISCONNECTED,
-                access_token=None,
-                refresh_token=None,
-                token_expires_at=None,
-                updated_at=timezone.now(),
-            )
+    uid = normalize_user_id(user_id)
+    # QuerySet.update() runs in its own transaction and invalidates on commit, like every bulk
+    # path (PlatformConnectionQuerySet).
+    return (
+        PlatformConnection.objects.for_user(uid)
+        .active()
+        .update(
+            is_active=False,
+            status=ConnectionStatus.DISCONNECTED,
+            access_token=None,
+            refresh_token=None,
+            token_expires_at=None,
+            updated_at=timezone.now(),
         )
-        # QuerySet.update() sends no signal: invalidate explicitly.
-        cache.invalidate_platform_status_on_commit(uid)
-    return count
+    )
 
 
 def connection_set_sync_status(
     *, user_id: str, provider: str, sync_status: SyncStatus, error: str = ""
 ) -> PlatformConnection | None:
     """Record a sync's progress on the connection, through the model so post_save invalidates."""
-    uid = cache.normalize_user_id(user_id)
+    uid = normalize_user_id(user_id)
     with transaction.atomic():
         connection = (
             PlatformConnection.objects.select_for_update()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import sys
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -238,7 +239,7 @@ if CACHE_ENABLED:
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 # JSON, never pickle: a value planted in a shared Redis must not become code.
-                "SERIALIZER": "connectors.cache_serializer.TaggedJSONSerializer",
+                "SERIALIZER": "connectors.cache.serializer.TaggedJSONSerializer",
                 "SOCKET_CONNECT_TIMEOUT": REDIS_CONNECT_TIMEOUT,
                 "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
                 # Redis failures degrade to the database instead of failing the request.
@@ -248,12 +249,8 @@ if CACHE_ENABLED:
         }
     }
 else:
+    # The connectors.W001 system check says so (connectors/checks.py).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    print(
-        "WARNING: caching is OFF: neither REDIS_URL nor UPSTASH_REDIS_URL is set, so every "
-        "status read goes to the database. Set REDIS_URL=redis://127.0.0.1:6379/0 to turn it on.",
-        file=sys.stderr,
-    )
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "connectors.cache"
 # API throttling counters (connectors/api/throttling.py): the same Redis when there is one, so
@@ -272,13 +269,14 @@ CACHE_LEASE_MS = envint("CACHE_LEASE_MS", 1000, minimum=10)
 CACHE_LEASE_WAIT_MS = envint("CACHE_LEASE_WAIT_MS", 1500, minimum=0)
 # XFetch (Vattani et al., VLDB 2015): beta = 1 is the paper's optimum; 0 turns early refresh off.
 CACHE_XFETCH_BETA = envfloat("CACHE_XFETCH_BETA", 1.0)
-# Scales every TTL in connectors/cache.py: benchmarks use it to watch many expiries quickly.
+# Scales every TTL of the cache layer (connectors/cache/keys.py): benchmarks use it to watch
+# many expiries quickly.
 CACHE_TTL_SCALE = envfloat("CACHE_TTL_SCALE", 1.0, minimum=0.001)
 # Circuit breaker around every Redis call: this many consecutive failures skip Redis for the
 # cool-down, then one probe tests it (0 turns the breaker off: django-redis' plain behaviour).
 CACHE_BREAKER_THRESHOLD = envint("CACHE_BREAKER_THRESHOLD", 2)
 CACHE_BREAKER_COOLDOWN_SECONDS = envfloat("CACHE_BREAKER_COOLDOWN_SECONDS", 2.0, minimum=0.01)
-# Undelivered invalidations (connectors/outbox.py): how often each process looks for them
+# Undelivered invalidations (connectors/cache/outbox.py): how often each process looks for them
 # (0 = never), and how old a pending row must be before it counts as undelivered.
 CACHE_OUTBOX_SWEEP_SECONDS = envfloat("CACHE_OUTBOX_SWEEP_SECONDS", 0.5)
 CACHE_OUTBOX_GRACE_SECONDS = envfloat("CACHE_OUTBOX_GRACE_SECONDS", 1.0)
@@ -291,13 +289,6 @@ CACHE_WARM_ON_EMPTY = envint("CACHE_WARM_ON_EMPTY", 10000)
 # How long past its TTL an entry may still be served while the database is down
 # (RFC 5861 stale-if-error); Redis keeps entries this much longer than their TTL.
 CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)
-# "service" is the real thing; "naive" (DEL inside the transaction, plain SET) exists only so the
-# consistency checker can show that it catches the bugs it guards against.
-CACHE_MODE = envchoice("CACHE_MODE", "service", ("service", "naive"))
-# Bench-only (make bench): milliseconds slept per DB query to simulate a remote database; 0 = off.
-BENCH_DB_LATENCY_MS = envfloat("BENCH_DB_LATENCY_MS", 0.0)
-# Bench-only (make bench): route /api/bench/ceiling/<user_id>, a constant body, same stack.
-BENCH_CEILING = envbool("BENCH_CEILING", False)
 
 
 # --- Supabase and secrets -------------------------------------------------------------------
@@ -379,23 +370,24 @@ TOKEN_ENCRYPTION_KEYS = _fernet_keys()
 OAUTH_REDIRECT_URI = envstr("OAUTH_REDIRECT_URI", "http://127.0.0.1:8000/oauth/callback")
 OAUTH_HTTP_TIMEOUT = envfloat("OAUTH_HTTP_TIMEOUT", 10.0, minimum=0.1)
 # Per provider: OAUTH_<PROVIDER>_CLIENT_ID / _CLIENT_SECRET, and optionally _AUTHORIZE_URL /
-# _TOKEN_URL to point at another endpoint (tests point them at a local server).
-OAUTH_CLIENTS: dict[str, dict[str, str]] = {}
-for _name in (
-    "google_calendar",
-    "spotify",
-    "github",
-    "youtube",
-    "discord",
-    "linkedin",
-    "reddit",
-):
-    _env = f"OAUTH_{_name.upper()}_"
-    _client = {
-        field: envstr(_env + field.upper())
-        for field in ("client_id", "client_secret", "authorize_url", "token_url")
-    }
-    OAUTH_CLIENTS[_name] = {k: v for k, v in _client.items() if v}
+# _TOKEN_URL to point at another endpoint (tests point them at a local server). Read for any
+# <PROVIDER>, so a provider added to the registry (connectors/providers.py) needs nothing here;
+# names the registry does not know are reported by the connectors.W002 system check.
+_OAUTH_VARIABLE = re.compile(
+    r"OAUTH_([A-Z0-9_]+?)_(CLIENT_ID|CLIENT_SECRET|AUTHORIZE_URL|TOKEN_URL)"
+)
+
+
+def oauth_clients(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    clients: dict[str, dict[str, str]] = {}
+    for variable, value in environ.items():
+        match = _OAUTH_VARIABLE.fullmatch(variable)
+        if match and value.strip():
+            clients.setdefault(match[1].lower(), {})[match[2].lower()] = value.strip()
+    return clients
+
+
+OAUTH_CLIENTS = oauth_clients(os.environ)
 
 
 # --- REST framework -------------------------------------------------------------------------

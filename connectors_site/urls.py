@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
@@ -35,12 +34,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]
-
-if settings.BENCH_CEILING:  # bench-only: `make bench`'s ceiling scenario
-    from connectors.bench_hooks import ceiling_view
-
-    # First, ahead of any catch-all under api/.
-    urlpatterns.insert(0, path("api/bench/ceiling/<str:user_id>", ceiling_view, name="ceiling"))
 
 handler400 = "connectors.api.exceptions.handler400"
 handler403 = "connectors.api.exceptions.handler403"

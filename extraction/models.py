@@ -19,6 +19,21 @@ class JobStatus(models.TextChoices):
 
 
 class ExtractionJob(models.Model):
+    # What the API shows of a job (and caches): extraction.selectors builds the document from
+    # these columns only.
+    PUBLIC_FIELDS = (
+        "id",
+        "user_id",
+        "provider",
+        "status",
+        "progress",
+        "items_extracted",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user_id = models.UUIDField(db_index=True)
     provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)

@@ -1,20 +1,31 @@
-"""Reads of extraction jobs, cached 60 s through connectors/cache.py."""
+"""Reads of extraction jobs, cached 60 s through connectors.cache."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from connectors import cache
 from connectors.errors import JobNotFound
-from extraction.api.serializers import ExtractionJobSerializer
+from connectors.ids import normalize_job_id
+from connectors.selectors import iso_utc
 from extraction.models import ExtractionJob
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
 def extraction_job_from_db(*, job_id: str) -> dict[str, Any]:
-    job = ExtractionJob.objects.filter(pk=job_id).first()
-    if job is None:
+    row = ExtractionJob.objects.filter(pk=job_id).values(*ExtractionJob.PUBLIC_FIELDS).first()
+    if row is None:
         raise JobNotFound("No such extraction job.")
-    return dict(ExtractionJobSerializer(job).data)
+    return {field: _json_value(value) for field, value in row.items()}
 
 
 def extraction_job_for_user(*, job_id: object, user_id: str | None) -> cache.CachedRead:
@@ -22,7 +33,7 @@ def extraction_job_for_user(*, job_id: object, user_id: str | None) -> cache.Cac
 
     Someone else's job is reported exactly like a missing one.
     """
-    jid = cache.normalize_job_id(job_id)
+    jid = normalize_job_id(job_id)
     result = cache.read_extraction_job(jid, lambda: extraction_job_from_db(job_id=jid))
     if user_id is not None and result.data.get("user_id") != user_id:
         raise JobNotFound("No such extraction job.")

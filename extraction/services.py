@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import cache, selectors
+from connectors import selectors
 from connectors.errors import ConnectionRequired, InvalidJobTransition, JobNotFound
+from connectors.ids import normalize_job_id, normalize_user_id
 from connectors.models import SyncStatus
 from connectors.providers import get_provider
 from connectors.services import connection_set_sync_status
@@ -15,7 +16,7 @@ from extraction.models import ExtractionJob, JobStatus
 
 
 def extraction_job_create(*, user_id: str, provider: str) -> ExtractionJob:
-    uid = cache.normalize_user_id(user_id)
+    uid = normalize_user_id(user_id)
     name = get_provider(provider).name
     with transaction.atomic():
         if selectors.connection_get_active(user_id=uid, provider=name) is None:
@@ -26,9 +27,7 @@ def extraction_job_create(*, user_id: str, provider: str) -> ExtractionJob:
 
 
 def _locked_job(job_id: str) -> ExtractionJob:
-    job = (
-        ExtractionJob.objects.select_for_update().filter(pk=cache.normalize_job_id(job_id)).first()
-    )
+    job = ExtractionJob.objects.select_for_update().filter(pk=normalize_job_id(job_id)).first()
     if job is None:
         raise JobNotFound("No such extraction job.")
     return job

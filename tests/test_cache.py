@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import builtins
+import copy
 import datetime as dt
 import json
 import threading
@@ -14,6 +16,7 @@ from django.db import connection, transaction
 from connectors import cache, selectors
 from connectors.errors import InvalidJobId, InvalidUserId
 from connectors.models import PlatformConnection
+from tests.support.naive import naive_cache
 
 USER = "7f9c24e8-3b1a-4b8e-9a52-1c6f4c1e2d3a"
 
@@ -71,18 +74,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_generic_values_round_trip_as_json_with_datetimes():
     now = dt.datetime(2026, 11, 27, 12, 30, tzinfo=dt.UTC)
     value = {"at": now, "day": now.date(), "id": uuid.UUID(USER), "n": Decimal("1.5"), "x": [1]}
-    cache.set(cache.user_profile_key(USER), value, cache.ttl_seconds("user_profile"))
-    assert cache.get(cache.user_profile_key(USER)) == value
-    raw = _raw_redis().get(cache._full_key(cache.user_profile_key(USER)))
+    cache.set_value(cache.user_profile_key(USER), value, cache.ttl_seconds("user_profile"))
+    assert cache.get_value(cache.user_profile_key(USER)) == value
+    raw = _raw_redis().get(cache.full_key(cache.user_profile_key(USER)))
     assert raw.startswith(b"{")  # JSON, not pickle
-    ttl = _raw_redis().ttl(cache._full_key(cache.user_profile_key(USER)))
+    ttl = _raw_redis().ttl(cache.full_key(cache.user_profile_key(USER)))
     assert 590 < ttl <= 600
-    cache.delete(cache.user_profile_key(USER))
-    assert cache.get(cache.user_profile_key(USER)) is None
+    cache.delete_value(cache.user_profile_key(USER))
+    assert cache.get_value(cache.user_profile_key(USER)) is None
 
 
 def _raw_redis() -> redis.Redis:
-    return cache._redis()
+    return cache.redis_client()
 
 
 @pytest.mark.redis
@@ -91,7 +94,7 @@ def test_the_status_entry_is_fresh_for_its_contract_ttl_and_kept_for_stale_if_er
 ):
     make_connection(USER, "github")
     selectors.platform_status_for_user(user_id=USER)
-    key = cache._full_key(cache.platform_status_key(USER))
+    key = cache.full_key(cache.platform_status_key(USER))
     header, _ = _split(_raw_redis().get(key))
     assert 299 < header["exp"] - time.time() <= 300
     window_ms = settings.CACHE_STALE_IF_ERROR_SECONDS * 1000
@@ -102,7 +105,7 @@ def test_the_status_entry_is_fresh_for_its_contract_ttl_and_kept_for_stale_if_er
 def test_an_entry_past_its_ttl_is_reloaded_not_served(make_connection):
     row = make_connection(USER, "github")
     selectors.platform_status_for_user(user_id=USER)
-    key = cache._full_key(cache.platform_status_key(USER))
+    key = cache.full_key(cache.platform_status_key(USER))
     header, body = _split(_raw_redis().get(key))
     header["exp"] = time.time() - 1
     # A change the cache never hears of (and the outbox not yet replayed): only the expiry
@@ -128,7 +131,7 @@ def _entry(body: bytes, **header: object) -> bytes:
     fields = {
         "s": cache.SCHEMA_VERSION,
         "k": USER,
-        "etag": cache._etag(body),
+        "etag": cache.etag_of(body),
         "n": len(body),
         "delta": 0.001,
         "exp": time.time() + 300,
@@ -149,14 +152,14 @@ _OTHER_USER = "00000000-0000-0000-0000-000000000000"
         _entry(_DOC)[:-10],  # cut short
         _entry(_DOC, s=99),  # another schema version
         _entry(_DOC, k=_OTHER_USER),  # another user's entry under this user's key
-        _entry(_DOC.replace(b"platforms", b"platformz"), etag=cache._etag(_DOC)),  # altered
+        _entry(_DOC.replace(b"platforms", b"platformz"), etag=cache.etag_of(_DOC)),  # altered
         b"no header at all",
     ],
     ids=["pickle", "truncated", "schema", "other-user", "altered", "garbage"],
 )
 def test_an_unreadable_entry_is_a_miss_and_is_overwritten(planted, make_connection, caplog):
     make_connection(USER, "github")
-    key = cache._full_key(cache.platform_status_key(USER))
+    key = cache.full_key(cache.platform_status_key(USER))
     _raw_redis().set(key, planted)
     result = selectors.platform_status_for_user(user_id=USER)
     assert result.cached is False
@@ -227,10 +230,10 @@ def test_a_reader_cannot_put_back_what_a_writer_replaced(make_connection):
 
 
 @pytest.mark.redis
-def test_the_same_race_leaves_the_naive_cache_stale(make_connection, settings):
+def test_the_same_race_leaves_the_naive_cache_stale(make_connection):
     """Proof the race test can fail: the textbook cache-aside keeps the old row."""
-    settings.CACHE_MODE = "naive"
-    assert _race_reader_against_writer(make_connection) == "running"
+    with naive_cache():
+        assert _race_reader_against_writer(make_connection) == "running"
 
 
 @pytest.mark.redis
@@ -238,12 +241,36 @@ def test_clear_all_deletes_only_this_deployments_keys():
     foreign = "other-deployment:1:platform_status:{" + USER + "}"
     _raw_redis().set(foreign, b"keep me", ex=60)
     try:
-        cache.set(cache.user_profile_key(USER), {"a": 1}, 60)
+        cache.set_value(cache.user_profile_key(USER), {"a": 1}, 60)
         assert cache.clear_all() >= 1
-        assert cache.get(cache.user_profile_key(USER)) is None
+        assert cache.get_value(cache.user_profile_key(USER)) is None
         assert _raw_redis().get(foreign) == b"keep me"
     finally:
         _raw_redis().delete(foreign)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("prefix", ["ci?x", "ci[xy]z"])
+def test_a_prefix_with_glob_characters_clears_only_its_own_keys(prefix, settings):
+    """SCAN MATCH treats ? and [ as patterns: the prefix must be matched literally."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = prefix
+    settings.CACHES = caches
+    lookalike = {"ci?x": "ciZx", "ci[xy]z": "cixz"}[prefix]
+    foreign = f"{lookalike}:1:platform_status:{{{USER}}}"
+    _raw_redis().set(foreign, b"keep me", ex=60)
+    try:
+        cache.set_value(cache.platform_status_key(USER), {"a": 1}, 60)
+        assert cache.clear_all() == 1
+        assert cache.invalidate_all_platform_status() == 0
+        assert _raw_redis().get(foreign) == b"keep me"
+    finally:
+        _raw_redis().delete(foreign)
+
+
+def test_the_cache_api_shadows_no_builtin():
+    """`from connectors.cache import *` (or a reader skimming `cache.set`) meets no builtin."""
+    assert not set(cache.__all__) & set(dir(builtins))
 
 
 @pytest.mark.redis

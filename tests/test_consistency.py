@@ -96,7 +96,7 @@ def test_hot_key_fills_about_once_per_ttl_window():
     [user] = consistency.seed_users(1, ["github"])
     started = time.perf_counter()
     # 6.5 s of a 1 s TTL: 7 windows. Before the refresh lease compared the entry (see
-    # cache._REFRESH_LEASE), a second reader could refresh again: 9 fills in 7 windows.
+    # lua/refresh_lease.lua), a second reader could refresh again: 9 fills in 7 windows.
     result = consistency.hot_key(user, seconds=6.5, ttl_seconds=1.0, readers=4)
     print(f"hot key: {result.fills} fills in {result.windows} windows, {result.reads} reads")
     assert time.perf_counter() - started < 12

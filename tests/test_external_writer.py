@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from django.db import connection
 
-from connectors import cache, outbox, selectors
-from connectors.listener import conninfo_from_settings
+from connectors import cache, selectors
+from connectors.cache import outbox
+from connectors.cache.listener import conninfo_from_settings
 from connectors.models import PendingInvalidation, PlatformConnection
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]

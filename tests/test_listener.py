@@ -17,7 +17,7 @@ import pytest
 from django.core.management import call_command
 
 from connectors import cache, consistency, selectors
-from connectors.listener import InvalidationListener, conninfo_from_settings
+from connectors.cache.listener import InvalidationListener, conninfo_from_settings
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 needs_services = [

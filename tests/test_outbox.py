@@ -1,4 +1,4 @@
-"""connectors/outbox.py: acknowledging delivered invalidations without a transaction per write."""
+"""connectors/cache/outbox.py: acknowledging delivered invalidations without a transaction each."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from connectors import cache, outbox, selectors
+from connectors import cache, selectors
+from connectors.cache import outbox
 from connectors.models import PendingInvalidation, PlatformConnection
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -69,7 +70,7 @@ def test_a_command_that_exits_before_the_sweep_still_deletes_what_it_acknowledge
     script = (
         "from connectors.models import PlatformConnection\n"
         f"PlatformConnection.objects.create(user_id='{alice_id}', provider='github')\n"
-        "from connectors import outbox\n"
+        "from connectors.cache import outbox\n"
         "assert outbox._acknowledged._ids, 'acknowledged at once, not batched'\n"
     )
     result = subprocess.run(

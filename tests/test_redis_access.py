@@ -116,7 +116,7 @@ def test_an_acl_user_limited_to_this_deployments_prefix_is_enough(
     )  # fmt: skip
     use_cache(settings, f"redis://connectors:{PASSWORD}@127.0.0.1:{port}/0")
     assert cached_flags(alice, alice_id) == [False, True]
-    service = cache._redis()
+    service = cache.redis_client()
     assert all(k.decode().startswith(f"{prefix}:") for k in service.scan_iter(match="*"))
 
 
@@ -254,7 +254,7 @@ def test_settings_turn_rediss_and_redis_tls_ca_file_into_a_verified_connection(s
     assert pool["ssl_cert_reqs"] == "required" and pool["ssl_ca_certs"] == str(tls["ca"])
     probe = (
         "import django; django.setup(); from connectors import cache; "
-        "r = cache._redis(); r.set('tls-probe', 1, ex=5); print(r.get('tls-probe'))"
+        "r = cache.redis_client(); r.set('tls-probe', 1, ex=5); print(r.get('tls-probe'))"
     )
     results = {}
     for ca in ("ca", "other_ca"):

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.db import connection
 
-from connectors import cache, outbox
-from connectors.breaker import State
+from connectors import cache
+from connectors.cache import State, outbox, recovery
 from connectors.models import PendingInvalidation
 from tests.conftest import status_of
 
@@ -120,7 +120,7 @@ def test_without_the_replay_a_redis_restarted_with_its_data_serves_stale_data(
     alice, alice_id, make_connection, own_persistent_redis, monkeypatch
 ):
     """Proof the replay matters: the same outage with a breaker that closes at once."""
-    monkeypatch.setattr(cache.breaker, "before_close", None)
+    monkeypatch.setattr(recovery, "_replay_and_check_populated", lambda: (True, False))
     make_connection(alice_id, "github")
     _warm(alice, alice_id)
     own_persistent_redis.kill()
@@ -183,7 +183,7 @@ def test_an_invalidation_is_attempted_even_while_the_breaker_is_open(
     own_redis.resume()  # back, but this process's breaker is still open (cool-down)
     assert cache.breaker.is_open()
     assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
-    key = cache._full_key(cache.platform_status_key(alice_id))
+    key = cache.full_key(cache.platform_status_key(alice_id))
     assert own_redis.client().get(key) is None
     assert not _pending(alice_id)
 
@@ -197,7 +197,7 @@ def test_redis_restarted_with_its_data_is_not_trusted_until_replayed(
     _open_breaker(alice, alice_id)
     assert alice.post(f"/api/connectors/reset/{alice_id}").status_code == 200
     own_persistent_redis.start()
-    key = cache._full_key(cache.platform_status_key(alice_id))
+    key = cache.full_key(cache.platform_status_key(alice_id))
     assert own_persistent_redis.client().get(key) is not None  # the old entry is back
     _recover()
     assert cache.breaker.state is State.CLOSED
@@ -257,7 +257,7 @@ def test_a_redis_that_lost_its_data_is_rewarmed_with_the_most_active_users(
     make_connection(alice_id, "github")
     make_connection(bob_id, "github")  # active, but never read by this process
     _warm(alice, alice_id)
-    cache.stats.flush()  # traffic marks Redis as holding data (the sentinel)
+    cache.counters.flush()  # traffic marks Redis as holding data (the sentinel)
     own_redis.kill()
     _open_breaker(alice, alice_id)
     own_redis.start()  # empty: the sentinel is gone
@@ -272,7 +272,7 @@ def test_a_redis_that_kept_its_data_gets_only_the_recent_users_back(
     make_connection(alice_id, "github")
     make_connection(bob_id, "github")
     _warm(alice, alice_id)
-    cache.stats.flush()
+    cache.counters.flush()
     own_redis.pause()
     _open_breaker(alice, alice_id)
     own_redis.resume()

@@ -42,11 +42,11 @@ def test_tokens_never_leave_the_database(alice, alice_id, oauth_provider, admin_
         admin_client.get("/admin/connectors/platformconnection/"),
         admin_client.get(f"/admin/connectors/platformconnection/{row.pk}/change/"),
     ]
-    r = cache._redis()
+    r = cache.redis_client()
     # Read each value as stored (DUMP's format is compressed and could hide a match).
     redis_values = [
         r.get(key) or b"" if r.type(key) == b"string" else repr(r.hgetall(key)).encode()
-        for key in r.scan_iter(match=cache._full_key("*"))
+        for key in r.scan_iter(match=cache.full_key("*"))
     ]
     assert len(redis_values) >= 2  # the status and the job are cached
     responses.append(alice.delete(f"/api/connectors/github/{alice_id}"))
@@ -96,6 +96,7 @@ def test_provider_error_bodies_never_leak_what_they_contain(
     assert token not in response.content.decode()
     assert not [r for r in caplog.records if token in r.getMessage() or token in str(r.exc_info)]
     assert cache.enabled()
-    for key in cache._redis().scan_iter(match=cache._full_key("*")):
-        value = cache._redis().get(key) if cache._redis().type(key) == b"string" else b""
+    r = cache.redis_client()
+    for key in r.scan_iter(match=cache.full_key("*")):
+        value = r.get(key) if r.type(key) == b"string" else b""
         assert token.encode() not in (value or b"")

@@ -21,17 +21,20 @@ PROBE = (
 )
 
 
-def _load(**env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
+def _clean_env() -> dict[str, str]:
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(
             ("DJANGO_", "DATABASE_", "REDIS_", "UPSTASH_", "SUPABASE_", "TOKEN_", "CACHE_")
         )
     }
+
+
+def _load(**env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", PROBE],
-        env={**clean, **BASE_ENV, **env},
+        env={**_clean_env(), **BASE_ENV, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -56,7 +59,6 @@ def _config(**env: str) -> dict:
         ({"CACHE_KEY_PREFIX": "a{b}"}, "CACHE_KEY_PREFIX='a{b}' must be non-empty without braces"),
         ({"SUPABASE_JWT_SECRET": "short"}, "SUPABASE_JWT_SECRET must be at least 32 characters"),
         ({"TOKEN_ENCRYPTION_KEY": "not-a-key"}, "TOKEN_ENCRYPTION_KEY must be comma-separated"),
-        ({"CACHE_MODE": "yolo"}, "CACHE_MODE='yolo' is not one of: service, naive"),
         ({"DATABASE_POOLER": "x"}, "DATABASE_POOLER='x' is not one of"),
         (
             {"SUPABASE_URL": "abc.supabase.co"},
@@ -71,7 +73,7 @@ def test_bad_values_fail_with_improperly_configured(env, message):
     assert message in result.stderr
 
 
-def test_no_configuration_means_sqlite_and_no_cache_with_one_warning():
+def test_no_configuration_means_sqlite_and_no_cache_and_importing_settings_prints_nothing():
     result = _load(
         DJANGO_DEBUG="1", DJANGO_SECRET_KEY="", SUPABASE_JWT_SECRET="", TOKEN_ENCRYPTION_KEY=""
     )
@@ -79,8 +81,50 @@ def test_no_configuration_means_sqlite_and_no_cache_with_one_warning():
     config = json.loads(result.stdout)
     assert config["db"]["ENGINE"] == "django.db.backends.sqlite3"
     assert config["cache"]["BACKEND"].endswith("DummyCache")
-    assert result.stderr.count("caching is OFF") == 1
-    assert "REDIS_URL=redis://" in result.stderr
+    # Every tool that loads the settings (mypy, any management command) would print it.
+    assert result.stderr == ""
+
+
+def test_caching_off_is_one_system_check_warning_naming_the_fix():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**_clean_env(), "DJANGO_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("connectors.W001") == 1
+    assert "REDIS_URL=redis://" in output
+
+
+def test_a_provider_added_to_the_registry_is_configured_from_the_environment(
+    settings, monkeypatch, alice
+):
+    """No second list of provider names in settings: any registry entry reads its variables."""
+    from connectors import providers
+    from connectors_site.settings import oauth_clients
+
+    mastodon = providers.Provider(
+        "mastodon", "Mastodon", "https://m.example/authorize", "https://m.example/token", ("read",)
+    )
+    monkeypatch.setitem(providers.PROVIDERS, "mastodon", mastodon)
+    settings.OAUTH_CLIENTS = oauth_clients(
+        {"OAUTH_MASTODON_CLIENT_ID": "id", "OAUTH_MASTODON_CLIENT_SECRET": "secret"}
+    )
+    response = alice.get("/api/connectors/mastodon/authorize")
+    assert response.status_code == 200, response.content
+    assert "client_id=id" in response.json()["data"]["authorization_url"]
+
+
+def test_oauth_variables_of_an_unknown_provider_are_a_system_check_warning(settings):
+    from django.core import checks
+
+    settings.OAUTH_CLIENTS = {**settings.OAUTH_CLIENTS, "githib": {"client_id": "x"}}
+    ids = [message.id for message in checks.run_checks()]
+    assert "connectors.W002" in ids
 
 
 def test_postgres_urls_pass_query_options_through_to_psycopg():

@@ -107,6 +107,20 @@ def test_reset_deactivates_everything_and_invalidates(alice, alice_id, make_conn
     assert not any(p["connected"] for p in platforms.values())
 
 
+def test_reset_sends_one_invalidation_not_two(alice, alice_id, make_connection, caplog):
+    """The bulk update already invalidates on commit; the service must not schedule another."""
+    make_connection(alice_id, "github")
+    make_connection(alice_id, "spotify")
+    _cached_then(alice, alice_id)
+    caplog.set_level("INFO", logger="connectors.cache")
+    caplog.clear()
+    assert alice.post(f"/api/connectors/reset/{alice_id}").status_code == 200
+    invalidations = [r for r in caplog.records if r.getMessage().startswith("Invalidated")]
+    assert [r.getMessage().split(" (")[0] for r in invalidations] == [
+        f"Invalidated platform_status cache for user {alice_id}"
+    ]
+
+
 def test_reset_leaves_other_users_alone(alice, alice_id, bob, bob_id, make_connection):
     make_connection(alice_id, "github")
     make_connection(bob_id, "github")

@@ -7,8 +7,8 @@ from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from connectors.api.serializers import strict_user_id
 from connectors.auth import SupabasePrincipal, confirm_session
+from connectors.ids import strict_user_id
 
 
 def acting_user_id(request: Request, user_id: object) -> str:

@@ -1,42 +1,19 @@
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rest_framework import serializers
 
-from connectors import cache
-from connectors.errors import InvalidJobId, InvalidUserId
+from connectors.ids import canonical_uuid
 from connectors.models import PlatformConnection
 from connectors.providers import get_provider
-
-# The 8-4-4-4-12 hex form and nothing else: uuid.UUID() alone also takes braces, "urn:uuid:",
-# missing dashes, surrounding whitespace and non-ASCII digits (int(..., 16) accepts them).
-UUID_PATTERN = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I | re.A
-)
-
-
-def _is_plain_uuid(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 36 and bool(UUID_PATTERN.fullmatch(value))
-
-
-def strict_user_id(value: object) -> str:
-    """The canonical user id, or InvalidUserId (400) for anything but a plain UUID string."""
-    if _is_plain_uuid(value):
-        return cache.normalize_user_id(value)
-    raise InvalidUserId("user_id must be a UUID such as 7f9c24e8-3b1a-4b8e-9a52-1c6f4c1e2d3a.")
-
-
-def strict_job_id(value: object) -> str:
-    if _is_plain_uuid(value):
-        return cache.normalize_job_id(value)
-    raise InvalidJobId("job_id must be a UUID such as 7f9c24e8-3b1a-4b8e-9a52-1c6f4c1e2d3a.")
 
 
 class StrictUUIDField(serializers.UUIDField):
     def to_internal_value(self, data: Any) -> Any:
-        if not _is_plain_uuid(data):
+        if not isinstance(data, str) or canonical_uuid(data) is None:
+            # Only the 8-4-4-4-12 form: uuid.UUID() would also take braces, "urn:uuid:",
+            # missing dashes, surrounding whitespace and non-ASCII digits.
             self.fail("invalid", value=data)
         return super().to_internal_value(data)
 

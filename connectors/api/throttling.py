@@ -1,17 +1,10 @@
 """API rate limits: per user and per IP, stricter on the OAuth endpoints, backed by the cache.
 
-One throttle class checks every limit that applies to a request. With Redis it costs one round
-trip whatever the number of limits: a pipeline of INCR + EXPIRE NX + PTTL per counter (a fixed
-window that starts at the window's first request). DRF's SimpleRateThrottle would cost a GET and
-a SET per limit and is not atomic between processes; it remains the fallback when the throttle
-cache is not Redis (the per-process LocMemCache of a zero-config `make run`).
-
-The service role is exempt: it is the project's own backend (and the benchmark's client), it is
-not a person who can be rate limited into good behaviour, and exempting it keeps its requests
-free of any extra Redis round trip. A leaked service key is not something a rate limit fixes.
-
-A fixed window admits up to twice the rate across a window boundary; for abuse protection that
-inexactness is fine, and it keeps the check to one atomic round trip.
+One throttle class checks every limit of a request in one Redis round trip (a pipeline of
+INCR + EXPIRE NX + PTTL per counter: a fixed window from the window's first request, which admits
+up to twice the rate across a boundary, fine for abuse protection). DRF's SimpleRateThrottle is
+the fallback when the throttle cache is not Redis. The service role is exempt: it is the
+project's own backend, and a leaked service key is not something a rate limit fixes.
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from connectors import cache, oauth, selectors, services
-from connectors.api import schema
+from connectors.api import envelope, schema
 from connectors.api.permissions import (
     ConfirmedSessionForWrites,
     IsServiceRoleOrStaff,
@@ -23,14 +23,6 @@ from connectors.api.permissions import (
 from connectors.api.serializers import CallbackSerializer, ConnectionSerializer
 from connectors.auth import SupabaseJWTAuthentication
 from connectors.providers import get_provider
-
-
-def _etag_matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("If-None-Match", "")
-    if not header:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return etag in candidates or "*" in candidates
 
 
 class PlatformStatusViewSet(viewsets.ViewSet):
@@ -46,18 +38,7 @@ class PlatformStatusViewSet(viewsets.ViewSet):
     )
     def retrieve(self, request: Request, user_id: str) -> HttpResponse:
         uid = acting_user_id(request, user_id)
-        result = selectors.platform_status_for_user(user_id=uid)
-        headers = {"ETag": result.etag, "Cache-Control": "private, no-cache"}
-        if _etag_matches(request, result.etag):
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
-        # The envelope is spliced around the cached document's bytes: on a hit nothing is
-        # decoded or re-encoded.
-        envelope = b'{"success":true,"data":%s,"cached":%s%s}' % (
-            result.body,
-            b"true" if result.cached else b"false",
-            b',"stale":true' if result.stale else b"",
-        )
-        return HttpResponse(envelope, content_type="application/json", headers=headers)
+        return envelope.cached_read(request, selectors.platform_status_for_user(user_id=uid))
 
 
 class ConnectionViewSet(viewsets.ViewSet):
@@ -72,15 +53,8 @@ class ConnectionViewSet(viewsets.ViewSet):
         registered = get_provider(provider)
         uid = requester_user_id(request, request.query_params.get("user_id"))
         url, state = oauth.authorization_url(user_id=uid, provider=registered)
-        return Response(
-            {
-                "success": True,
-                "data": {
-                    "provider": registered.name,
-                    "authorization_url": url,
-                    "state": state,
-                },
-            }
+        return envelope.success(
+            {"provider": registered.name, "authorization_url": url, "state": state}
         )
 
     @extend_schema(
@@ -101,7 +75,7 @@ class ConnectionViewSet(viewsets.ViewSet):
         connection = services.connection_create_from_oauth(
             user_id=uid, provider=params["provider"], code=params["code"], state=params["state"]
         )
-        return Response({"success": True, "data": ConnectionSerializer(connection).data})
+        return envelope.success(ConnectionSerializer(connection).data)
 
     @extend_schema(
         operation_id="connector_disconnect",
@@ -111,7 +85,7 @@ class ConnectionViewSet(viewsets.ViewSet):
     def disconnect(self, request: Request, provider: str, user_id: str) -> Response:
         uid = acting_user_id(request, user_id)
         connection = services.connection_disconnect(user_id=uid, provider=provider)
-        return Response({"success": True, "data": ConnectionSerializer(connection).data})
+        return envelope.success(ConnectionSerializer(connection).data)
 
     @extend_schema(
         operation_id="connectors_reset",
@@ -122,7 +96,7 @@ class ConnectionViewSet(viewsets.ViewSet):
     def reset(self, request: Request, user_id: str) -> Response:
         uid = acting_user_id(request, user_id)
         count = services.connections_reset(user_id=uid)
-        return Response({"success": True, "data": {"user_id": uid, "deactivated": count}})
+        return envelope.success({"user_id": uid, "deactivated": count})
 
 
 class CacheStatsViewSet(viewsets.ViewSet):
@@ -134,4 +108,4 @@ class CacheStatsViewSet(viewsets.ViewSet):
         responses=schema.responses({200: schema.CacheStatsEnvelopeSerializer}),
     )
     def retrieve(self, request: Request) -> Response:  # one document, not a list
-        return Response({"success": True, "data": cache.cache_stats()})
+        return envelope.success(cache.cache_stats())

@@ -3,7 +3,7 @@
 Django's signals and QuerySet overrides only see writes made through this process's ORM. Raw
 SQL, `psql`, other services and migrations writing the table are invisible to them, so their
 rows would sit stale in the cache for the whole TTL. This trigger tells
-`manage.py listen_invalidations` (connectors/listener.py) about every such write.
+`manage.py listen_invalidations` (connectors/cache/listener.py) about every such write.
 
 Postgres delivers a NOTIFY only when (and if) the transaction commits, so the listener never
 evicts for a write that rolled back and never evicts before the new row is visible. Identical
@@ -18,7 +18,7 @@ Postgres only: SQLite has no NOTIFY and a single-process SQLite deployment has n
 from django.db import migrations
 
 TABLE = "connectors_platformconnection"
-CHANNEL = "connectors_platformconnection"  # connectors.listener.CHANNEL
+CHANNEL = "connectors_platformconnection"  # connectors.cache.listener.CHANNEL
 
 POSTGRES_FORWARD = f"""
 CREATE OR REPLACE FUNCTION {TABLE}_notify() RETURNS trigger AS $$

@@ -1,6 +1,6 @@
 """Write a PendingInvalidation row in the same transaction as every connection change.
 
-This is the durable half of invalidation (connectors/outbox.py): Django's on_commit DEL is the
+This is the durable half of invalidation (connectors/cache/outbox.py): Django's on_commit DEL is the
 fast path, and these rows are what is left to replay when that DEL could not reach Redis, when
 the process died between commit and DEL, or when the write came from outside Django.
 

@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from connectors.api import schema
+from connectors.api import envelope, schema
 from connectors.api.permissions import requester_user_id
-from connectors.api.serializers import strict_job_id
 from connectors.auth import SupabasePrincipal
+from connectors.ids import strict_job_id
 from extraction import selectors, services
 from extraction.api.serializers import ExtractionJobSerializer, JobCreateSerializer
 
@@ -25,14 +26,19 @@ class ExtractionJobViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="extraction_job",
         parameters=[schema.JOB_ID],
-        responses=schema.responses({200: JobEnvelopeSerializer}),
+        responses=schema.responses(
+            {
+                200: JobEnvelopeSerializer,
+                304: OpenApiResponse(description="Unchanged since the If-None-Match ETag."),
+            }
+        ),
     )
-    def retrieve(self, request: Request, job_id: str) -> Response:
+    def retrieve(self, request: Request, job_id: str) -> HttpResponse:
         principal = request.user
         assert isinstance(principal, SupabasePrincipal)
         owner = None if principal.is_service_role else principal.user_id
         result = selectors.extraction_job_for_user(job_id=strict_job_id(job_id), user_id=owner)
-        return Response({"success": True, "data": result.data, "cached": result.cached})
+        return envelope.cached_read(request, result)
 
     @extend_schema(
         operation_id="extraction_job_create",
@@ -50,7 +56,6 @@ class ExtractionJobViewSet(viewsets.ViewSet):
         params: dict[str, Any] = body.validated_data
         uid = requester_user_id(request, params.get("user_id"))
         job = services.extraction_job_create(user_id=uid, provider=params["provider"])
-        return Response(
-            {"success": True, "data": ExtractionJobSerializer(job).data},
-            status=status.HTTP_201_CREATED,
+        return envelope.success(
+            ExtractionJobSerializer(job).data, status_code=status.HTTP_201_CREATED
         )

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectors import cache
 from connectors.errors import CacheUnavailable, InvalidUserId
+from connectors.ids import normalize_user_id
 
 
 def clear(user_ids: list[str] | None) -> int:
@@ -33,7 +34,7 @@ class Command(BaseCommand):
             raise CommandError("Caching is off (no REDIS_URL): there is nothing to clear.")
         started = time.perf_counter()
         try:
-            user_ids = [cache.normalize_user_id(u) for u in options["users"] or []]
+            user_ids = [normalize_user_id(u) for u in options["users"] or []]
             deleted = clear(user_ids or None)
         except (InvalidUserId, CacheUnavailable) as e:
             raise CommandError(str(e)) from e

@@ -4,9 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connectors import cache
 from connectors.auth import IssueTokenUnavailable, issue_token
 from connectors.errors import InvalidUserId
+from connectors.ids import normalize_user_id
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             if not user_id:
                 raise CommandError("Give a user id, or --service-role.")
             try:
-                user_id = cache.normalize_user_id(user_id)
+                user_id = normalize_user_id(user_id)
             except InvalidUserId as e:
                 raise CommandError(e.message) from e
         if options["ttl"] <= 0:

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectors import cache
-from connectors.listener import InvalidationListener, ListenerUnsupported, conninfo_from_settings
+from connectors.cache import InvalidationListener, ListenerUnsupported, conninfo_from_settings
 
 
 class Command(BaseCommand):

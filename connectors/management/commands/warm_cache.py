@@ -9,12 +9,13 @@ from django.utils import timezone
 
 from connectors import cache, selectors
 from connectors.errors import InvalidUserId
+from connectors.ids import normalize_user_id
 from connectors.models import PlatformConnection
 
 
 def users_to_warm(*, user_ids: list[str] | None, active_since_days: int | None) -> list[str]:
     if user_ids:
-        return [cache.normalize_user_id(u) for u in user_ids]
+        return [normalize_user_id(u) for u in user_ids]
     queryset = PlatformConnection.objects.active()
     if active_since_days is not None:
         queryset = queryset.filter(

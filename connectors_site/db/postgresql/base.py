@@ -1,20 +1,11 @@
 """Django's psycopg backend with a connection health check that costs no round trip.
 
-With CONN_HEALTH_CHECKS, Django sends `SELECT 1` before the first query of every request that
-reuses a connection. Against a database 20 ms away (Supabase from another region) that doubles
-the latency of a cache miss, and it is one extra transaction per DB-touching request (issue 5's
-"DB queries per 1,000 requests").
-
-A connection that has died while idle almost always says so on its socket: a server that shuts
-down, restarts, or ends the session (`pg_terminate_backend`, `idle_session_timeout`, a pooler
-closing idle clients) sends a FATAL message and closes the socket, so the socket becomes
-readable while nothing is in flight. A quiet socket is trusted without a round trip; a readable
-one gets Django's real check (`SELECT 1`, which fails and drops the connection). The same idea
-as go-sql-driver/mysql's `connCheck` (a non-blocking read before reusing a pooled connection).
-
-What it cannot see, Django's `SELECT 1` could not fix either: a peer that vanished without a
-FIN (host power loss, a partition) leaves a quiet socket, and `SELECT 1` would block just like
-the real query until TCP gives up.
+Django's CONN_HEALTH_CHECKS sends `SELECT 1` before the first query of every request that reuses
+a connection: one more round trip on every cache miss. A connection that died while idle almost
+always says so on its socket (the server's FATAL message and FIN make it readable while nothing
+is in flight), so a quiet socket is trusted and only a readable one gets Django's `SELECT 1`
+(go-sql-driver/mysql's `connCheck` does the same). A peer that vanished without a FIN leaves a
+quiet socket, which `SELECT 1` would not have fixed either. See docs/architecture.md.
 """
 
 from __future__ import annotations

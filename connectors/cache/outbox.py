@@ -1,23 +1,10 @@
-"""The durable half of invalidation: replaying what the on_commit DEL could not deliver.
+"""The durable half of invalidation: replaying what the on-commit DEL could not deliver.
 
 A trigger writes a PendingInvalidation row in the same transaction as every change to a user's
-connections (migration 0005). After commit, the cache layer reads that user's pending ids, sends
-the DEL, and acknowledges exactly those ids once the DEL succeeded: they are deleted by the
-sweeper's next pass, in the same transaction as its look for old rows, so a write costs no
-transaction of its own for its bookkeeping. Rows therefore outlive the sweep after the commit
-only when the DEL failed (Redis down or paused), when the process died in between (its
-acknowledgements are then replayed once more: one needless DEL each), or when the write came
-from outside Django. Invalidations swallowed during an outage are otherwise simply
-lost (pulpcore #2026), and with Redis paused rather than restarted its old entries come back.
-
-Two things replay them:
-* the circuit breaker, before it closes again (cache.py passes `replay` as its before_close);
-* a sweeper thread in every process, every CACHE_OUTBOX_SWEEP_SECONDS, for rows older than
-  CACHE_OUTBOX_GRACE_SECONDS. A process that never saw the outage (its breaker stayed closed)
-  still learns of undelivered invalidations this way: while it cannot replay them, it stops
-  reading from Redis (cache.py's "undelivered" flag) instead of serving entries that may be
-  stale. Writes from other programs are invalidated within about grace + interval seconds
-  even without `listen_invalidations`.
+connections; rows whose DEL succeeded are acknowledged (deleted in the sweeper's next pass), and
+the rest are replayed by the breaker's probe and by a sweeper thread. While rows are known to be
+undelivered and cannot be replayed, reads bypass Redis. The argument: docs/architecture.md
+("The outbox").
 """
 
 from __future__ import annotations
@@ -35,7 +22,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
-from connectors.background import PerProcessThread
+from connectors.cache import eviction, store
+from connectors.cache.threads import PerProcessThread
 from connectors.models import PendingInvalidation
 
 logger = logging.getLogger("connectors.cache")
@@ -128,15 +116,13 @@ def _next_batch(cutoff: datetime | None, batch: int) -> list[tuple[int, uuid.UUI
 def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
     """Invalidate every user with pending rows, then acknowledge those rows. True if none is
     left unsent (rows written meanwhile wait for their own DEL or the next replay)."""
-    from connectors import cache
-
     cutoff = timezone.now() - timedelta(seconds=older_than) if older_than else None
     while True:
         rows = _next_batch(cutoff, batch)
         if not rows:
             return True
         users = {str(user_id) for _, user_id in rows}
-        if not cache.invalidate_platform_status_many(users, bypass_breaker=True):
+        if not eviction.evict_users(users, bypass_breaker=True):
             return False
         acknowledge_soon([row_id for row_id, _ in rows])
         logger.info("Replayed %d pending invalidation(s) for %d user(s)", len(rows), len(users))
@@ -147,15 +133,13 @@ def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
 def sweep_once() -> bool:
     """One sweeper pass: replay old pending rows, or mark the cache untrustworthy. False if
     the database could not be asked."""
-    from connectors import cache
-
     try:
         delivered = replay(older_than=settings.CACHE_OUTBOX_GRACE_SECONDS)
     except DatabaseError as e:
         # Nothing can be learned without the database; keep the current verdict.
         logger.debug("Outbox sweep skipped, database unavailable: %s", e)
         return False
-    cache.set_undelivered(not delivered)
+    store.set_undelivered(not delivered)
     return True
 
 

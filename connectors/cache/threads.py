@@ -1,4 +1,4 @@
-"""Background threads for the cache layer (hit/miss flusher, outbox sweeper)."""
+"""A daemon thread started at most once per process (the stats flusher, the outbox sweeper)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
 """Invalidate cached statuses on Postgres NOTIFY: writes this process's ORM never sees.
 
-Signals and the QuerySet overrides cover writes made through Django. Raw SQL, `psql`, other
-services and migrations writing connectors_platformconnection are covered by the trigger of
-migration 0003, which sends `pg_notify('connectors_platformconnection', user_id)`, and by this
-listener, which deletes that user's entry (and its lease) on every notification.
-
-Postgres facts this relies on (see /work/shared/REFERENCES.md, Cache correctness):
-
-* NOTIFY is delivered only after commit, so an invalidation never precedes the new row's
-  visibility and a rolled-back write never evicts.
-* A disconnected listener misses notifications for good. So on every (re)connect the listener
-  first LISTENs and only then drops every status entry (the "epoch bump"): any write committed
-  while it was away is covered by the bump, any later one by a notification.
-* psycopg 3 needs an autocommit connection for LISTEN to take effect immediately, and
-  `conn.notifies(timeout=...)` returns control regularly so a stop request is honoured.
+Raw SQL, `psql`, other services and migrations are covered by the trigger of migration 0003
+(`pg_notify('connectors_platformconnection', user_id)`) and by this listener, which deletes that
+user's entry and lease on every notification. NOTIFY is delivered only after commit, and a
+disconnected listener misses notifications for good, so every (re)connect LISTENs first and then
+drops every status entry (the epoch bump). See docs/architecture.md ("The listener").
 """
 
 from __future__ import annotations
@@ -29,7 +20,8 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from connectors import cache
+from connectors.cache.invalidation import invalidate_platform_status_cache
+from connectors.cache.maintenance import invalidate_all_platform_status
 from connectors.errors import CacheUnavailable, InvalidUserId
 
 logger = logging.getLogger("connectors.listener")
@@ -210,7 +202,7 @@ class InvalidationListener:
         if not self._resync_needed:
             return 0
         try:
-            deleted = cache.invalidate_all_platform_status()
+            deleted = invalidate_all_platform_status()
         except CacheUnavailable as e:
             self._change_state("redis-down", f"Cannot bump the cache epoch ({e}); will retry")
             return None
@@ -248,7 +240,7 @@ class InvalidationListener:
             self._resync()
             return
         try:
-            ok = cache.invalidate_platform_status_cache(payload)
+            ok = invalidate_platform_status_cache(payload)
         except InvalidUserId:
             self.stats.bad_payloads += 1
             logger.warning("Ignoring notification with payload %r: not a user id", payload[:80])

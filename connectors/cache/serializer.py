@@ -1,7 +1,7 @@
 """JSON for django-redis values, with datetimes, dates, UUIDs and Decimals surviving the trip.
 
-django-redis' own JSONSerializer turns a datetime into a string that comes back as a string
-(REFERENCES.md); pickle would let anyone who can write to Redis run code in this process.
+django-redis' own JSONSerializer turns a datetime into a string that comes back as a string;
+pickle would let anyone who can write to Redis run code in this process.
 """
 
 from __future__ import annotations

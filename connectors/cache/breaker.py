@@ -1,20 +1,11 @@
-"""A circuit breaker for Redis, one per process.
+"""A circuit breaker: skip a failing dependency at once instead of waiting out its timeout.
 
-django-redis' IGNORE_EXCEPTIONS keeps a request alive through an outage but still makes every
-request wait for the socket timeout (django-redis #155: a "2 s" timeout took 16 s), and neither
-django-redis nor cacheops ship a breaker (django-redis PR #281 closed, #314 open). This one:
-
-* closed: calls go through; `failure_threshold` consecutive failures open it;
-* open: calls are refused at once (no socket wait) for `cooldown` seconds;
-* half-open: exactly one caller gets `Permit.PROBE` and must arrange a test of Redis whose
-  result nobody uses (the cache layer PINGs from a background thread, so no request ever waits
-  on a Redis that may still be dead); meanwhile every call is still refused. The probe's
-  success does not close the breaker by itself: `before_close` runs first (the cache layer
-  replays invalidations that could not be delivered), and only if that succeeds too does the
-  breaker close. Otherwise it opens again. (The probe must not be a real read: a GET answered
-  before the replay could return exactly the stale entry the replay is about to delete.)
-
-State changes are logged once each, never per request.
+Closed: calls go through; `failure_threshold` consecutive failures open it. Open: calls are
+refused for `cooldown` seconds. Half-open: exactly one caller gets `Permit.PROBE` and must test
+the dependency off the request path, then report with probe_succeeded() or probe_failed();
+every other call is still refused meanwhile. State changes are logged once each, never per
+request. Why the cache layer needs one, and why its probe is not a real read:
+docs/architecture.md ("Outages").
 """
 
 from __future__ import annotations
@@ -47,13 +38,11 @@ class CircuitBreaker:
         *,
         failure_threshold: int,
         cooldown: float,
-        before_close: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
-        self.before_close = before_close
         self._clock = clock
         self._lock = threading.Lock()
         self._state = State.CLOSED
@@ -69,13 +58,17 @@ class CircuitBreaker:
                 return State.HALF_OPEN
             return self._state
 
+    @property
+    def consecutive_failures(self) -> int:
+        return self._failures
+
     def is_open(self) -> bool:
         """Open and still cooling down. Lock-free, for the hot path: a racing state change only
         means one more or one fewer call reaches allow(), which decides under the lock."""
         return self._state is State.OPEN and self._clock() - self._opened_at < self.cooldown
 
     def allow(self) -> Permit:
-        """May a call go to Redis now? In half-open, one caller is made the probe."""
+        """May a call go through now? In half-open, one caller is made the probe."""
         with self._lock:
             if self._state is State.CLOSED:
                 return Permit.ALLOW
@@ -89,33 +82,31 @@ class CircuitBreaker:
             return Permit.PROBE
 
     def record_success(self) -> None:
-        with self._lock:
-            if self._state is State.CLOSED:
-                self._failures = 0
-                return
-            if not self._probe_in_flight:
-                return
-        # The replay talks to Redis and the database: run it outside the lock, as the probe.
-        ready = self.before_close() if self.before_close else True
-        with self._lock:
-            self._probe_in_flight = False
-            if ready:
-                self._failures = 0
-                self._set(State.CLOSED, "probe succeeded, Redis is back")
-            else:
-                self._open("probe succeeded but pending invalidations could not be replayed")
+        """A call that allow() let through succeeded (closed state only: a probe reports with
+        probe_succeeded())."""
+        if self._failures:
+            with self._lock:
+                if self._state is State.CLOSED:
+                    self._failures = 0
 
     def record_failure(self, error: BaseException | None = None) -> None:
         with self._lock:
-            if self._state is State.HALF_OPEN:
-                self._probe_in_flight = False
-                self._open(f"probe failed ({error})")
-                return
-            if self._state is State.OPEN:
+            if self._state is not State.CLOSED:
                 return
             self._failures += 1
             if self._failures >= self.failure_threshold:
                 self._open(f"{self._failures} consecutive failures, last: {error}")
+
+    def probe_succeeded(self) -> None:
+        with self._lock:
+            self._probe_in_flight = False
+            self._failures = 0
+            self._set(State.CLOSED, "probe succeeded")
+
+    def probe_failed(self, reason: object) -> None:
+        with self._lock:
+            self._probe_in_flight = False
+            self._open(f"probe failed ({reason})")
 
     def reset(self) -> None:
         with self._lock:
@@ -126,7 +117,7 @@ class CircuitBreaker:
 
     def _open(self, reason: str) -> None:
         self._opened_at = self._clock()
-        self._set(State.OPEN, f"{reason}; skipping Redis for {self.cooldown:g} s")
+        self._set(State.OPEN, f"{reason}; skipping {self.name} for {self.cooldown:g} s")
 
     def _set(self, state: State, reason: str) -> None:
         if state is self._state:

@@ -1,0 +1,237 @@
+"""Read-through with leases, XFetch and stale-if-error: the only way entries get filled.
+
+A reader that misses takes a lease *before* it reads the database, and its fill lands only while
+that lease survives, so a fill can never put back a row an invalidation has already removed
+(Nishtala et al., NSDI 2013, 3.2.1). Concurrent misses wait for the filler instead of all
+querying the database. XFetch (Vattani et al., VLDB 2015) refreshes hot entries early under the
+same kind of lease. A hit is one GET. See docs/architecture.md ("The read path").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from connectors.cache import invalidation, outbox, recovery, scripts, store
+from connectors.cache.entry import CachedRead, Entry, decode, encode
+from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
+from connectors.cache.stats import counters
+from connectors.errors import CacheUnavailable
+
+logger = logging.getLogger("connectors.cache")
+
+Loader = Callable[[], dict[str, Any]]
+
+
+def read_platform_status(user_id: object, loader: Loader) -> CachedRead:
+    """Serve the user's status from Redis, or load it with `loader` and cache it safely."""
+    slot = status_slot(user_id)
+    recovery.remember_user(slot.ident)
+    return _read_through(slot, loader)
+
+
+def read_extraction_job(job_id: object, loader: Loader) -> CachedRead:
+    return _read_through(job_slot(job_id), loader)
+
+
+def ttl_ms(slot: Slot) -> int:
+    # Redis keeps an entry past its TTL for the stale-if-error window only: a fresh read never
+    # serves it without first trying the database.
+    seconds = ttl_seconds(slot.kind) + settings.CACHE_STALE_IF_ERROR_SECONDS
+    return max(1, int(seconds * 1000))
+
+
+def _usable(slot: Slot) -> bool:
+    if not store.enabled():
+        return False
+    outbox.sweeper.ensure_running()
+    return store.readable() and not invalidation.is_dirty(slot)
+
+
+def _read_through(slot: Slot, loader: Loader) -> CachedRead:
+    if not _usable(slot):
+        return CachedRead.from_data(loader())
+    started = time.perf_counter()
+    key = store.full_key(slot.key)
+    try:
+        raw = store.call(lambda r: r.get(key))
+    except CacheUnavailable as e:
+        logger.debug("Reading %s from DB: %s", slot.describe(), e)
+        return _load_after_redis_failed(slot, key, loader)
+    if raw is not None:
+        entry = decode(raw, slot)
+        if entry is not None:
+            if time.time() >= entry.expires_at or _should_refresh_early(entry):
+                refreshed = _refresh(slot, key, loader, entry, raw)
+                if refreshed is not None:
+                    return refreshed
+            if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
+                logger.info(
+                    "Cache HIT: %s (%.1fms)",
+                    slot.describe(),
+                    (time.perf_counter() - started) * 1000,
+                )
+            return _hit(entry)
+        _delete_quietly(key)
+    return _miss(slot, key, loader, started)
+
+
+def _hit(entry: Entry, *, stale: bool = False) -> CachedRead:
+    """A read answered from Redis: counted, and served as the entry's own bytes."""
+    counters.record("hits")
+    return entry.served(stale=stale)
+
+
+def _load_after_redis_failed(slot: Slot, key: str, loader: Loader) -> CachedRead:
+    """The database, after one Redis call failed. If the database fails too, ask Redis once
+    more before answering 503: one timed-out GET (a busy machine) does not open the breaker,
+    and while Postgres is down a user with a cached entry must still be served. That second
+    GET is as fresh as any hit: it reads what invalidation left."""
+    try:
+        return CachedRead.from_data(loader())
+    except DatabaseError:
+        try:
+            raw = store.call(lambda r: r.get(key))
+        except CacheUnavailable:
+            raw = None
+        entry = decode(raw, slot) if raw is not None else None
+        if entry is None:
+            raise
+    logger.warning(
+        "Serving %s from Redis on a second try: the first failed and so did the database",
+        slot.describe(),
+    )
+    return _hit(entry, stale=time.time() >= entry.expires_at)
+
+
+def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
+    lease_key = store.full_key(slot.lease_key)
+    token = secrets.token_hex(8)
+    deadline = time.monotonic() + settings.CACHE_LEASE_WAIT_MS / 1000
+    pause = 0.002
+    while True:
+        try:
+            reply = store.call(
+                lambda r: scripts.ACQUIRE(
+                    keys=[key, lease_key], args=[token, settings.CACHE_LEASE_MS], client=r
+                )
+            )
+        except CacheUnavailable as e:
+            logger.debug("Reading %s from DB: %s", slot.describe(), e)
+            return CachedRead.from_data(loader())
+        if reply[0] == 1:
+            entry = decode(reply[1], slot)
+            if entry is None:
+                _delete_quietly(key)
+                continue
+            logger.info(
+                "Cache HIT: %s (%.1fms, after waiting for the filler)",
+                slot.describe(),
+                (time.perf_counter() - started) * 1000,
+            )
+            return _hit(entry)
+        if reply[0] == 2:
+            return fill_holding_lease(slot, lease_key, token, loader)
+        if time.monotonic() >= deadline:
+            # The filler is slow or dead and its lease has not expired yet: answer from the DB
+            # without caching rather than keep this request waiting longer.
+            logger.warning("Lease wait for %s timed out; reading DB", slot.describe())
+            counters.record("misses")
+            return CachedRead.from_data(loader())
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.02)
+
+
+def fill_holding_lease(slot: Slot, lease_key: str, token: str, loader: Loader) -> CachedRead:
+    """Load with `loader` and store the result, if the lease `token` still holds by then."""
+    db_started = time.perf_counter()
+    try:
+        data = loader()
+    except BaseException:
+        # Let the next reader take over at once instead of waiting out the lease.
+        with contextlib.suppress(CacheUnavailable):
+            store.call(lambda r: scripts.RELEASE(keys=[lease_key], args=[token], client=r))
+        raise
+    db_seconds = time.perf_counter() - db_started
+    result = CachedRead.from_data(data)
+    stored = store_with_lease(slot, result, lease_key, token, db_seconds)
+    counters.record("misses")
+    logger.info(
+        "Cache MISS: %s (%.1fms DB, %s)",
+        slot.describe(),
+        db_seconds * 1000,
+        "cached for next request" if stored else "not cached: invalidated while loading",
+    )
+    return result
+
+
+def store_with_lease(
+    slot: Slot, result: CachedRead, lease_key: str, token: str, fill_seconds: float
+) -> bool:
+    """The FILL script: store `result` only while the lease `token` survives."""
+    payload = encode(slot, result.body, result.etag, fill_seconds)
+    key = store.full_key(slot.key)
+    try:
+        return bool(
+            store.call(
+                lambda r: scripts.FILL(
+                    keys=[key, lease_key], args=[token, payload, ttl_ms(slot)], client=r
+                )
+            )
+        )
+    except CacheUnavailable as e:
+        logger.warning("Could not cache %s: %s", slot.describe(), e)
+        return False
+
+
+def _should_refresh_early(entry: Entry) -> bool:
+    beta = settings.CACHE_XFETCH_BETA
+    if beta <= 0:
+        return False
+    # 1 - random() is in (0, 1], so the log is finite and <= 0.
+    return time.time() - entry.delta * beta * math.log(1.0 - random.random()) >= entry.expires_at
+
+
+def _refresh(
+    slot: Slot, key: str, loader: Loader, entry: Entry, raw: bytes | str
+) -> CachedRead | None:
+    """Reload an entry that is expiring (XFetch) or expired. None: keep serving `entry`.
+
+    Only the lease holder reloads; everyone else keeps getting the current entry meanwhile. If
+    the database fails and the entry is past its TTL, it is served marked stale (RFC 5861
+    stale-if-error) rather than failing the request.
+    """
+    lease_key = store.full_key(slot.lease_key)
+    token = secrets.token_hex(8)
+    try:
+        granted = store.call(
+            lambda r: scripts.REFRESH_LEASE(
+                keys=[key, lease_key], args=[raw, token, settings.CACHE_LEASE_MS], client=r
+            )
+        )
+    except CacheUnavailable:
+        return None
+    if not granted:
+        return None  # already refreshed or being refreshed: keep serving what we read
+    logger.info("Refreshing %s before it expires", slot.describe())
+    try:
+        return fill_holding_lease(slot, lease_key, token, loader)
+    except DatabaseError as e:
+        if time.time() < entry.expires_at:
+            return None
+        logger.warning("Serving %s past its TTL, database unavailable: %s", slot.describe(), e)
+        return _hit(entry, stale=True)
+
+
+def _delete_quietly(key: str) -> None:
+    with contextlib.suppress(CacheUnavailable):
+        store.call(lambda r: r.delete(key))
