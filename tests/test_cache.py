@@ -14,6 +14,7 @@ import redis
 from django.db import connection, transaction
 
 from connectors import cache, selectors
+from connectors.cache.entry import seal
 from connectors.errors import InvalidJobId, InvalidUserId
 from connectors.models import PlatformConnection
 from tests.support.naive import naive_cache
@@ -85,7 +86,7 @@ def test_generic_values_round_trip_as_json_with_datetimes():
 
 
 def _raw_redis() -> redis.Redis:
-    return cache.redis_client()
+    return cache.maintenance_client()
 
 
 @pytest.mark.redis
@@ -107,7 +108,7 @@ def test_an_entry_past_its_ttl_is_reloaded_not_served(make_connection):
     selectors.platform_status_for_user(user_id=USER)
     key = cache.full_key(cache.platform_status_key(USER))
     header, body = _split(_raw_redis().get(key))
-    header["exp"] = time.time() - 1
+    header["exp"] = time.time() - 1  # as if the server had stored it 300 s ago
     # A change the cache never hears of (and the outbox not yet replayed): only the expiry
     # can reveal it.
     with connection.cursor() as cursor:
@@ -115,29 +116,29 @@ def test_an_entry_past_its_ttl_is_reloaded_not_served(make_connection):
             "UPDATE connectors_platformconnection SET last_sync_status = 'failed' WHERE id = %s",
             [row.pk],
         )
-    _raw_redis().set(key, json.dumps(header).encode() + b"\n" + body)
+    _raw_redis().set(key, seal(key, header, body))
     result = selectors.platform_status_for_user(user_id=USER)
     assert result.cached is False
     assert result.data["platforms"]["github"]["last_sync_status"] == "failed"
 
 
 def _split(raw: bytes) -> tuple[dict, bytes]:
-    header, _, body = raw.partition(b"\n")
+    _mac, _, signed = raw.partition(b"\n")
+    header, _, body = signed.partition(b"\n")
     return json.loads(header), body
 
 
 def _entry(body: bytes, **header: object) -> bytes:
-    """A stored entry as cache.py writes it, with any header field overridden."""
+    """A stored entry as the server writes it (sealed for USER's key), any header overridden."""
     fields = {
         "s": cache.SCHEMA_VERSION,
         "k": USER,
         "etag": cache.etag_of(body),
-        "n": len(body),
         "delta": 0.001,
         "exp": time.time() + 300,
     }
     fields.update(header)
-    return json.dumps(fields).encode() + b"\n" + body
+    return seal(cache.full_key(cache.platform_status_key(USER)), fields, body)
 
 
 _DOC = json.dumps({"user_id": USER, "platforms": {}}, separators=(",", ":")).encode()
@@ -152,7 +153,7 @@ _OTHER_USER = "00000000-0000-0000-0000-000000000000"
         _entry(_DOC)[:-10],  # cut short
         _entry(_DOC, s=99),  # another schema version
         _entry(_DOC, k=_OTHER_USER),  # another user's entry under this user's key
-        _entry(_DOC.replace(b"platforms", b"platformz"), etag=cache.etag_of(_DOC)),  # altered
+        _entry(_DOC).replace(b"platforms", b"platformz"),  # altered after it was stored
         b"no header at all",
     ],
     ids=["pickle", "truncated", "schema", "other-user", "altered", "garbage"],

@@ -63,13 +63,13 @@ def test_clear_cache_deletes_by_user_or_by_prefix_and_nothing_else():
     assert cache.get_cached_platform_status(demo_user_id(0)) is None
     assert cache.get_cached_platform_status(demo_user_id(1)) is not None
     foreign = f"someone-else:1:platform_status:{{{uuid.uuid4()}}}"
-    cache.redis_client().set(foreign, b"x", ex=60)
+    cache.maintenance_client().set(foreign, b"x", ex=60)
     try:
         assert "Done! Deleted" in _run("clear_cache")
         assert cache.get_cached_platform_status(demo_user_id(1)) is None
-        assert cache.redis_client().get(foreign) == b"x"
+        assert cache.maintenance_client().get(foreign) == b"x"
     finally:
-        cache.redis_client().delete(foreign)
+        cache.maintenance_client().delete(foreign)
 
 
 def test_issue_token_signs_user_and_service_role_tokens():

@@ -74,7 +74,7 @@ def test_hostile_user_ids_are_json_400s_on_every_route(service, bad):
         assert response["Content-Type"] == "application/json"
         assert response.json()["success"] is False
     if cache.enabled():
-        assert list(cache.redis_client().scan_iter(match=cache.full_key("*"))) == []
+        assert list(cache.maintenance_client().scan_iter(match=cache.full_key("*"))) == []
 
 
 @pytest.mark.parametrize(

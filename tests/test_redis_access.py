@@ -116,7 +116,7 @@ def test_an_acl_user_limited_to_this_deployments_prefix_is_enough(
     )  # fmt: skip
     use_cache(settings, f"redis://connectors:{PASSWORD}@127.0.0.1:{port}/0")
     assert cached_flags(alice, alice_id) == [False, True]
-    service = cache.redis_client()
+    service = cache.maintenance_client()
     assert all(k.decode().startswith(f"{prefix}:") for k in service.scan_iter(match="*"))
 
 

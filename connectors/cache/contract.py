@@ -17,7 +17,7 @@ from django.conf import settings
 from connectors.cache import store
 from connectors.cache.entry import CachedRead, decode
 from connectors.cache.keys import status_slot
-from connectors.cache.readthrough import store_with_lease
+from connectors.cache.readthrough import read_bounded, store_with_lease
 from connectors.errors import CacheUnavailable
 
 
@@ -28,10 +28,10 @@ def get_cached_platform_status(user_id: object) -> dict[str, Any] | None:
         return None
     key = store.full_key(slot.key)
     try:
-        raw = store.call(lambda r: r.get(key))
+        raw = store.call(lambda r: read_bounded(r, key))
     except CacheUnavailable:
         return None
-    entry = decode(raw, slot) if raw is not None else None
+    entry = decode(raw, slot, key) if raw is not None else None
     return json.loads(entry.body) if entry else None
 
 

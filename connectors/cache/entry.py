@@ -1,23 +1,53 @@
-"""The stored entry format: a one-line JSON header, a newline, then the document's JSON bytes.
+"""The stored entry format: a MAC line, a one-line JSON header, then the document's JSON bytes.
 
-A hit sends the document's bytes as they are (no decode, no re-encode); the header carries what
-the read path needs (owner, ETag, XFetch's recompute time, expiry). See docs/architecture.md.
+An entry is served only if its MAC (HMAC-SHA256, keyed from the server's secret, never stored in
+Redis) verifies over the Redis key, the header and the document, the header and the document name
+the key's owner, and it is at most MAX_ENTRY_BYTES long: anyone who can write to the Redis can
+delete entries, never make the API serve something else. A hit sends the document's bytes as they
+are (no decode, no re-encode). See docs/architecture.md ("Keys and the stored entry").
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from connectors.cache.keys import Slot, ttl_seconds
 
 logger = logging.getLogger("connectors.cache")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# A status document is about 1.2 KB; nothing this service stores comes near this. Reads ask
+# Redis for at most this many bytes (plus one, to tell a longer value), so a planted 30 MB value
+# is never even transferred.
+MAX_ENTRY_BYTES = 64 * 1024
+_MAC_BYTES = 16  # 128 bits, hex-encoded on the entry's first line
+
+
+@functools.lru_cache(maxsize=4)
+def _mac_key(secret: str) -> bytes:
+    # Derived, so the Django secret itself never keys anything but what Django uses it for.
+    return hashlib.sha256(b"connectors.cache.entry\x00" + secret.encode()).digest()
+
+
+def _mac(key: str, signed: bytes) -> bytes:
+    digest = hmac.digest(_mac_key(settings.SECRET_KEY), key.encode() + b"\x00" + signed, "sha256")
+    return digest[:_MAC_BYTES].hex().encode()
+
+
+def _owner_prefix(slot: Slot) -> bytes:
+    # The documents are built with their owner first: {"user_id": ...} for a status, {"id": ...}
+    # for a job. Checking the prefix costs nothing, parsing the document would.
+    field = "id" if slot.kind == "extraction_job" else "user_id"
+    return f'{{"{field}":"{slot.ident}"'.encode()
 
 
 def dumps(data: dict[str, Any]) -> bytes:
@@ -76,34 +106,46 @@ class Entry:
         return CachedRead(self.body, cached=True, etag=self.etag, stale=stale)
 
 
-def encode(slot: Slot, body: bytes, etag: str, fill_seconds: float) -> bytes:
-    # Compact JSON never contains a raw newline, so the first one ends the header.
+def encode(slot: Slot, key: str, body: bytes, etag: str, fill_seconds: float) -> bytes:
+    """The value to store under the Redis key `key` (prefixed, as stored)."""
+    # Compact JSON never contains a raw newline, so the first two end the MAC and the header.
     header = {
         "s": SCHEMA_VERSION,
         "k": slot.ident,
         "etag": etag,
-        "n": len(body),
         "delta": round(fill_seconds, 6),
         "exp": round(time.time() + ttl_seconds(slot.kind), 3),
     }
-    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+    return seal(key, header, body)
 
 
-def decode(raw: bytes | str, slot: Slot) -> Entry | None:
-    """A stored entry, or None if it is not one we wrote (planted, truncated, old schema).
+def seal(key: str, header: dict[str, Any], body: bytes) -> bytes:
+    """Header and document, with the MAC line that makes them servable under `key`."""
+    signed = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+    return _mac(key, signed) + b"\n" + signed
 
-    The ETag is the SHA-256 of the document, so checking it (about 2 us for a status document)
-    also catches a document cut short or altered.
-    """
+
+class Rejected(ValueError):
+    """A stored value that must not be served."""
+
+
+def decode(raw: bytes | str, slot: Slot, key: str) -> Entry | None:
+    """The entry stored under `key`, or None if it is not one this server wrote for that key
+    (forged, moved from another key, truncated, oversized, an old schema)."""
     try:
         if isinstance(raw, str):
             raw = raw.encode()
-        header_bytes, separator, body = raw.partition(b"\n")
+        if len(raw) > MAX_ENTRY_BYTES:
+            raise Rejected(f"longer than {MAX_ENTRY_BYTES} bytes")
+        mac, separator, signed = raw.partition(b"\n")
+        if not separator or not hmac.compare_digest(mac, _mac(key, signed)):
+            raise Rejected("MAC does not verify")
+        header_bytes, _, body = signed.partition(b"\n")
         header = json.loads(header_bytes)
-        if not separator or header["s"] != SCHEMA_VERSION or header["k"] != slot.ident:
-            raise ValueError("schema or owner mismatch")
-        if header["n"] != len(body) or header["etag"] != etag_of(body):
-            raise ValueError("document does not match its header")
+        if header["s"] != SCHEMA_VERSION or header["k"] != slot.ident:
+            raise Rejected("schema or owner mismatch")
+        if not body.startswith(_owner_prefix(slot)):
+            raise Rejected("the document belongs to someone else")
         return Entry(body, header["etag"], float(header["delta"]), float(header["exp"]))
     except (ValueError, KeyError, TypeError) as e:
         logger.warning("Discarding unreadable %s entry (%s)", slot.describe(), e)

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from connectors.cache import store
 from connectors.cache.keys import STATS_KEY, glob_escape, user_keys
-from connectors.cache.stats import counters
+from connectors.cache.stats import FIELDS, counters
 from connectors.errors import CacheUnavailable
 from connectors.ids import normalize_user_id
 
@@ -70,7 +70,7 @@ def cache_stats() -> dict[str, Any]:
     }
     if not store.enabled():
         pending = counters.pending()
-        result.update(hits=pending["hits"], misses=pending["misses"], keys=0, redis_memory=None)
+        result.update(pending, keys=0, redis_memory=None)
     else:
 
         def collect(r: redis.Redis) -> tuple[dict[Any, Any], int, dict[str, Any]]:
@@ -80,8 +80,7 @@ def cache_stats() -> dict[str, Any]:
 
         counts, keys, memory = store.call(collect)
         result.update(
-            hits=int(counts.get(b"hits", 0)),
-            misses=int(counts.get(b"misses", 0)),
+            **{field: int(counts.get(field.encode(), 0)) for field in FIELDS},
             keys=keys,
             redis_memory={
                 "used_memory": memory.get("used_memory"),

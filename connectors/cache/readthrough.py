@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError
 
 from connectors.cache import invalidation, outbox, recovery, scripts, store
-from connectors.cache.entry import CachedRead, Entry, decode, encode
+from connectors.cache.entry import MAX_ENTRY_BYTES, CachedRead, Entry, decode, encode
 from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
 from connectors.cache.stats import counters
 from connectors.errors import CacheUnavailable
@@ -50,6 +51,21 @@ def ttl_ms(slot: Slot) -> int:
     return max(1, int(seconds * 1000))
 
 
+def read_bounded(r: redis.Redis, key: str) -> bytes | None:
+    """GET, but never more than MAX_ENTRY_BYTES + 1 bytes (a longer value is then rejected)."""
+    raw = r.getrange(key, 0, MAX_ENTRY_BYTES)
+    if not raw:  # GETRANGE answers "" for a missing key
+        return None
+    return raw if isinstance(raw, bytes) else raw.encode()
+
+
+def _decode(raw: bytes | str, slot: Slot, key: str) -> Entry | None:
+    entry = decode(raw, slot, key)
+    if entry is None:
+        counters.record("rejected")
+    return entry
+
+
 def _usable(slot: Slot) -> bool:
     if not store.enabled():
         return False
@@ -63,12 +79,12 @@ def _read_through(slot: Slot, loader: Loader) -> CachedRead:
     started = time.perf_counter()
     key = store.full_key(slot.key)
     try:
-        raw = store.call(lambda r: r.get(key))
+        raw = store.call(lambda r: read_bounded(r, key))
     except CacheUnavailable as e:
         logger.debug("Reading %s from DB: %s", slot.describe(), e)
         return _load_after_redis_failed(slot, key, loader)
     if raw is not None:
-        entry = decode(raw, slot)
+        entry = _decode(raw, slot, key)
         if entry is not None:
             if time.time() >= entry.expires_at or _should_refresh_early(entry):
                 refreshed = _refresh(slot, key, loader, entry, raw)
@@ -100,10 +116,10 @@ def _load_after_redis_failed(slot: Slot, key: str, loader: Loader) -> CachedRead
         return CachedRead.from_data(loader())
     except DatabaseError:
         try:
-            raw = store.call(lambda r: r.get(key))
+            raw = store.call(lambda r: read_bounded(r, key))
         except CacheUnavailable:
             raw = None
-        entry = decode(raw, slot) if raw is not None else None
+        entry = _decode(raw, slot, key) if raw is not None else None
         if entry is None:
             raise
     logger.warning(
@@ -122,14 +138,16 @@ def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
         try:
             reply = store.call(
                 lambda r: scripts.ACQUIRE(
-                    keys=[key, lease_key], args=[token, settings.CACHE_LEASE_MS], client=r
+                    keys=[key, lease_key],
+                    args=[token, settings.CACHE_LEASE_MS, MAX_ENTRY_BYTES],
+                    client=r,
                 )
             )
         except CacheUnavailable as e:
             logger.debug("Reading %s from DB: %s", slot.describe(), e)
             return CachedRead.from_data(loader())
         if reply[0] == 1:
-            entry = decode(reply[1], slot)
+            entry = _decode(reply[1], slot, key)
             if entry is None:
                 _delete_quietly(key)
                 continue
@@ -178,8 +196,8 @@ def store_with_lease(
     slot: Slot, result: CachedRead, lease_key: str, token: str, fill_seconds: float
 ) -> bool:
     """The FILL script: store `result` only while the lease `token` survives."""
-    payload = encode(slot, result.body, result.etag, fill_seconds)
     key = store.full_key(slot.key)
+    payload = encode(slot, key, result.body, result.etag, fill_seconds)
     try:
         return bool(
             store.call(

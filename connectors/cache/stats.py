@@ -16,7 +16,8 @@ from connectors.cache.keys import POPULATED_KEY, STATS_KEY
 from connectors.cache.threads import PerProcessThread
 from connectors.errors import CacheUnavailable
 
-FIELDS = ("hits", "misses")
+# hits and misses of the read-through; rejected: stored values that failed the entry checks.
+FIELDS = ("hits", "misses", "rejected")
 
 
 class Counters:

@@ -37,7 +37,7 @@ def _never_early(entry: Entry) -> bool:
 def _plain_set_miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
     db_started = time.perf_counter()
     result = CachedRead.from_data(loader())
-    payload = encode(slot, result.body, result.etag, time.perf_counter() - db_started)
+    payload = encode(slot, key, result.body, result.etag, time.perf_counter() - db_started)
     with contextlib.suppress(CacheUnavailable):
         store.call(lambda r: r.set(key, payload, px=ttl_ms(slot)))
     counters.record("misses")
