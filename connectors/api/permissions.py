@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -39,6 +39,17 @@ def requester_user_id(request: Request, body_user_id: object | None) -> str:
     if body_user_id is not None:
         return acting_user_id(request, str(body_user_id))
     return principal.user_id
+
+
+def validated_body(
+    request: Request, serializer_class: type[serializers.Serializer]
+) -> tuple[dict[str, Any], str]:
+    """The request body validated by `serializer_class` (400 otherwise), and the user the
+    caller acts for (requester_user_id with the body's optional `user_id`)."""
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    params: dict[str, Any] = body.validated_data
+    return params, requester_user_id(request, params.get("user_id"))
 
 
 class IsServiceRoleOrStaff(BasePermission):

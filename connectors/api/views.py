@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
@@ -19,6 +17,7 @@ from connectors.api.permissions import (
     IsServiceRoleOrStaff,
     acting_user_id,
     requester_user_id,
+    validated_body,
 )
 from connectors.api.serializers import CallbackSerializer, ConnectionSerializer
 from connectors.auth import SupabaseJWTAuthentication
@@ -68,10 +67,7 @@ class ConnectionViewSet(viewsets.ViewSet):
         ),
     )
     def callback(self, request: Request) -> Response:
-        body = CallbackSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        params: dict[str, Any] = body.validated_data
-        uid = requester_user_id(request, params.get("user_id"))
+        params, uid = validated_body(request, CallbackSerializer)
         connection = services.connection_create_from_oauth(
             user_id=uid, provider=params["provider"], code=params["code"], state=params["state"]
         )

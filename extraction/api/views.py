@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -9,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from connectors.api import envelope, schema
-from connectors.api.permissions import requester_user_id
+from connectors.api.permissions import validated_body
 from connectors.auth import SupabasePrincipal
 from connectors.ids import strict_job_id
 from extraction import selectors, services
@@ -51,10 +49,7 @@ class ExtractionJobViewSet(viewsets.ViewSet):
         ),
     )
     def create(self, request: Request) -> Response:
-        body = JobCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        params: dict[str, Any] = body.validated_data
-        uid = requester_user_id(request, params.get("user_id"))
+        params, uid = validated_body(request, JobCreateSerializer)
         job = services.extraction_job_create(user_id=uid, provider=params["provider"])
         return envelope.success(
             ExtractionJobSerializer(job).data, status_code=status.HTTP_201_CREATED
