@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -69,6 +70,29 @@ def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
 
 def envstr(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
+
+
+def envurl(name: str, default: str = "", *, debug: bool) -> str:
+    """An http(s) URL this server calls: https, or plain http to a loopback IP (a local sidecar,
+    the test suite's stand-ins), or anything http(s) with DJANGO_DEBUG (connectors.outbound
+    enforces the same rule on every request)."""
+    value = envstr(name, default)
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name}={value!r} must be an https:// URL.")
+    if parts.scheme == "http" and not debug:
+        try:
+            loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} must use https (plain http only to 127.0.0.1 / ::1, or "
+                "with DJANGO_DEBUG=1)."
+            )
+    return value
 
 
 def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -301,11 +325,12 @@ BENCH_CEILING = envbool("BENCH_CEILING", False)
 
 
 # --- Supabase and secrets -------------------------------------------------------------------
-SUPABASE_URL = envstr("SUPABASE_URL").rstrip("/")
-if SUPABASE_URL and urlsplit(SUPABASE_URL).scheme not in {"http", "https"}:
+if envstr("SUPABASE_URL") and urlsplit(envstr("SUPABASE_URL")).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(
-        f"SUPABASE_URL={SUPABASE_URL!r} must be the project URL, e.g. https://<ref>.supabase.co"
+        f"SUPABASE_URL={envstr('SUPABASE_URL')!r} must be the project URL, e.g. "
+        "https://<ref>.supabase.co"
     )
+SUPABASE_URL = envurl("SUPABASE_URL", debug=DEBUG).rstrip("/")
 # Two ways to verify access tokens, either or both: the project's JWKS (ES256 / RS256 signing
 # keys, what Supabase issues today) at SUPABASE_URL/auth/v1/.well-known/jwks.json, and the legacy
 # HS256 shared secret, accepted only when SUPABASE_JWT_SECRET is set.
@@ -391,9 +416,8 @@ for _name in (
     "reddit",
 ):
     _env = f"OAUTH_{_name.upper()}_"
-    _client = {
-        field: envstr(_env + field.upper())
-        for field in ("client_id", "client_secret", "authorize_url", "token_url")
+    _client = {field: envstr(_env + field.upper()) for field in ("client_id", "client_secret")} | {
+        field: envurl(_env + field.upper(), debug=DEBUG) for field in ("authorize_url", "token_url")
     }
     OAUTH_CLIENTS[_name] = {k: v for k, v in _client.items() if v}
 
