@@ -351,13 +351,22 @@ SUPABASE_SERVICE_ROLE_KEY = envstr("SUPABASE_SERVICE_ROLE_KEY")
 # The project's anon (publishable) key: the `apikey` header strict mode sends to Supabase Auth.
 SUPABASE_ANON_KEY = envstr("SUPABASE_ANON_KEY")
 JWT_LEEWAY_SECONDS = envint("JWT_LEEWAY_SECONDS", 30)
+# The `iss` users' tokens must carry. Empty: <SUPABASE_URL>/auth/v1 (Supabase's own), or with
+# HS256 only and no SUPABASE_URL, "supabase" (what manage.py issue_token signs with).
+SUPABASE_JWT_ISSUER = envstr("SUPABASE_JWT_ISSUER")
+# Longest accepted user-token lifetime (exp - iat): Supabase's own maximum JWT expiry is a week.
+JWT_MAX_LIFETIME_SECONDS = envint("JWT_MAX_LIFETIME_SECONDS", 7 * 24 * 3600, minimum=60)
 # Supabase's JWKS is edge-cached for 10 minutes, so caching it as long again is safe.
 JWKS_CACHE_SECONDS = envint("JWKS_CACHE_SECONDS", 600, minimum=1)
 # Short: a request waits at most this long for the JWKS before answering 503 auth_unavailable.
 JWKS_TIMEOUT = envfloat("JWKS_TIMEOUT", 2.0, minimum=0.05)
-# Minimum seconds between two forced JWKS refreshes caused by unknown key ids (PyJWKClient's
-# cool-down): a flood of tokens with random kids cannot turn into a flood of fetches.
+# Minimum seconds between two JWKS fetches, whatever asks for one (an unknown kid, expiry, a
+# failed fetch): a flood of tokens with random kids, or a failing JWKS, cannot turn into a flood
+# of fetches.
 JWKS_REFRESH_COOLDOWN_SECONDS = envfloat("JWKS_REFRESH_COOLDOWN_SECONDS", 30.0)
+# How long past JWKS_CACHE_SECONDS the last good key set keeps verifying while fetches fail. A
+# key revoked during an outage verifies at most this much longer; 0 = answer 503 instead.
+JWKS_STALE_IF_ERROR_SECONDS = envint("JWKS_STALE_IF_ERROR_SECONDS", 3600)
 # Strict mode: callback, disconnect and reset also ask Supabase Auth (GET /auth/v1/user) whether
 # the session behind the token still exists (a signed-out or deleted user's token stays valid
 # until it expires). One network call per sensitive write.
