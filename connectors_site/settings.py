@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -133,6 +134,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Admin login brute-force protection (failed logins per IP and per username, database).
+    "axes",
     # OpenAPI schema at /api/schema/; the sidecar ships Swagger UI / Redoc so docs work offline.
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -148,6 +151,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+# django-axes' backend first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "connectors_site.urls"
@@ -472,6 +482,23 @@ THROTTLE_RATES = {
 # per-IP limit counts clients rather than the load balancer.
 THROTTLE_NUM_PROXIES = envint("THROTTLE_NUM_PROXIES", 0)
 
+# Admin login (django-axes, database handler): after this many failed logins for one username,
+# or from one client IP, further logins for it (even with the right password) get 429 until
+# the cool-off has passed with no new failure. Logged by the `axes` logger.
+THROTTLE_ADMIN_LOGIN_FAILURES = envint("THROTTLE_ADMIN_LOGIN_FAILURES", 5, minimum=1)
+THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS = envint(
+    "THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS", 900, minimum=1
+)
+AXES_FAILURE_LIMIT = THROTTLE_ADMIN_LOGIN_FAILURES
+AXES_COOLOFF_TIME = timedelta(seconds=THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one locks, separately
+# The client's address as the API's per-IP limit sees it (THROTTLE_NUM_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "connectors.api.throttling.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+# Log lines name the address (what an operator acts on) but not the username, where people
+# sometimes type their password. The admin's "Access attempts" page has both.
+AXES_SENSITIVE_PARAMETERS = ["username"]
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "connectors API",
     "DESCRIPTION": "Which platforms each user has connected, and their last sync status.",
@@ -505,5 +532,6 @@ LOGGING = {
     "loggers": {
         "connectors": {"level": LOG_LEVEL},
         "extraction": {"level": LOG_LEVEL},
+        "axes": {"level": LOG_LEVEL},
     },
 }

@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
@@ -63,10 +64,11 @@ def _parse_rate(rate: str) -> tuple[int, int] | None:
     return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
 
 
-def client_ip(request: Request) -> str:
+def client_ip(request: Request | HttpRequest) -> str:
     """The client's address (REMOTE_ADDR, or X-Forwarded-For behind THROTTLE_NUM_PROXIES).
 
     Validated as an IP address, so nothing a client writes in X-Forwarded-For reaches a key.
+    Also django-axes' AXES_CLIENT_IP_CALLABLE, so the admin login counts the same clients.
     """
     raw = request.META.get("REMOTE_ADDR", "")
     proxies = settings.THROTTLE_NUM_PROXIES
