@@ -493,7 +493,7 @@ AXES_FAILURE_LIMIT = THROTTLE_ADMIN_LOGIN_FAILURES
 AXES_COOLOFF_TIME = timedelta(seconds=THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one locks, separately
 # The client's address as the API's per-IP limit sees it (THROTTLE_NUM_PROXIES).
-AXES_CLIENT_IP_CALLABLE = "connectors.api.throttling.client_ip"
+AXES_CLIENT_IP_CALLABLE = "connectors.api.throttling.login_client_ip"
 AXES_HTTP_RESPONSE_CODE = 429
 # Log lines name the address (what an operator acts on) but not the username, where people
 # sometimes type their password. The admin's "Access attempts" page has both.

@@ -125,3 +125,12 @@ def test_the_knobs_come_from_the_environment():
     bad = _load(THROTTLE_ADMIN_LOGIN_FAILURES="0")
     assert bad.returncode != 0
     assert "THROTTLE_ADMIN_LOGIN_FAILURES='0' must be at least 1" in bad.stderr
+
+
+def test_a_login_without_a_valid_client_address_is_counted_by_username(limits, admin_user):
+    """No valid address (a misconfigured proxy): none is stored in axes' inet column (that
+    would be a 500 on Postgres), and the username still locks."""
+    for i in range(2):
+        assert login("root", f"guess-{i}", ip="not-an-address").status_code == 200
+    assert login("root", "guess-2", ip="not-an-address").status_code == 429
+    assert login("root", PASSWORD, ip="198.51.100.50").status_code == 429

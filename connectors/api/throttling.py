@@ -68,7 +68,6 @@ def client_ip(request: Request | HttpRequest) -> str:
     """The client's address (REMOTE_ADDR, or X-Forwarded-For behind THROTTLE_NUM_PROXIES).
 
     Validated as an IP address, so nothing a client writes in X-Forwarded-For reaches a key.
-    Also django-axes' AXES_CLIENT_IP_CALLABLE, so the admin login counts the same clients.
     """
     raw = request.META.get("REMOTE_ADDR", "")
     proxies = settings.THROTTLE_NUM_PROXIES
@@ -80,6 +79,13 @@ def client_ip(request: Request | HttpRequest) -> str:
         return str(ipaddress.ip_address(raw))
     except ValueError:
         return "unknown"
+
+
+def login_client_ip(request: HttpRequest) -> str | None:
+    """django-axes' AXES_CLIENT_IP_CALLABLE: the admin login counts the same clients as the
+    API's per-IP limit. None when there is no valid address (axes stores it in an inet column)."""
+    ip = client_ip(request)
+    return None if ip == "unknown" else ip
 
 
 def buckets_for(request: Request, view: Any) -> list[Bucket]:
