@@ -136,8 +136,8 @@ def expected_issuer() -> str:
 
 # --- Verification -----------------------------------------------------------------------------
 # Tokens already verified by this process, with when to stop trusting the verdict: the token's
-# own expiry, and at most _VERIFIED_SECONDS (no later than PyJWKClient's own key cache would
-# keep accepting a revoked signing key). The key includes the settings a verdict depends on.
+# own expiry, and at most _VERIFIED_SECONDS (no later than the key-set cache, connectors/jwks.py,
+# would keep accepting a revoked signing key). The key includes the settings a verdict depends on.
 # Full signature and claim checks cost about 0.1 ms a request; a dashboard polls with the same
 # token for an hour. Failures are never remembered.
 _VERIFIED_SECONDS = 300.0
