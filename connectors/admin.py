@@ -59,7 +59,9 @@ class PlatformConnectionAdmin(UserIdSearchMixin, admin.ModelAdmin):
     readonly_fields = ("version", "created_at", "updated_at")
     actions = ("invalidate_cache",)
 
-    @admin.action(description="Invalidate cache for selected users")
+    # A view-only staff user may look, not act: dropping entries costs every one of those
+    # users a database read, and the action is a write in effect.
+    @admin.action(description="Invalidate cache for selected users", permissions=["change"])
     def invalidate_cache(
         self, request: HttpRequest, queryset: QuerySet[PlatformConnection]
     ) -> None:

@@ -1,11 +1,12 @@
 """Supabase access tokens for DRF: `Authorization: Bearer <access token>`.
 
-ES256 / RS256 tokens are verified with the project's JWKS (one PyJWKClient per process), HS256
-only with SUPABASE_JWT_SECRET; the token's `alg` picks the path before any key is chosen, and a
-JWKS key's own type fixes its algorithm (no algorithm confusion). User tokens need
-aud=authenticated, a UUID `sub` and the project's issuer; the service role may act for anyone.
-supabase-py's get_claims() checks neither aud nor iss, hence this module. The rules in full:
-docs/architecture.md ("Authentication").
+ES256 / RS256 tokens are verified with the project's JWKS (connectors/jwks.py: cached, kept
+through JWKS outages, one fetch per cool-down), HS256 only with SUPABASE_JWT_SECRET; the token's
+`alg` picks the path before any key is chosen, and a JWKS key's own type fixes its algorithm (no
+algorithm confusion). User tokens need aud=authenticated, numeric exp/iat/nbf, a UUID `sub`,
+iss = expected_issuer() and a lifetime within JWT_MAX_LIFETIME_SECONDS; the service role (iss
+`supabase` or the project's issuer) may act for anyone. The rules in full: docs/architecture.md
+("Authentication").
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from rest_framework.request import Request
 
 from connectors.errors import InvalidUserId
 from connectors.ids import normalize_user_id
+from connectors.jwks import KeySetCache, KeySetUnavailable, UnknownSigningKey
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
 SYMMETRIC_ALGORITHM = "HS256"
 SERVICE_ROLE = "service_role"
+# The issuer of Supabase's own legacy anon / service_role keys.
+LEGACY_ISSUER = "supabase"
 AUTHENTICATED = "authenticated"
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 MAX_TOKEN_LENGTH = 8192
@@ -55,7 +59,7 @@ class SupabasePrincipal:
 
 
 # --- JWKS -------------------------------------------------------------------------------------
-_jwks_clients: dict[tuple[str, float, float, float], jwt.PyJWKClient] = {}
+_key_sets: dict[tuple[str, float, float, float, float], KeySetCache] = {}
 _jwks_lock = threading.Lock()
 
 
@@ -63,71 +67,88 @@ def jwks_url() -> str:
     return f"{settings.SUPABASE_URL}{JWKS_PATH}"
 
 
-def jwks_client() -> jwt.PyJWKClient:
-    """This process's PyJWKClient for the configured project (created on first use).
+def key_set() -> KeySetCache:
+    """This process's key-set cache for the configured project (created on first use).
 
-    One per process so its key-set cache is shared by every request; keyed by URL and tuning
-    so a settings change (tests) gets a fresh client rather than another project's keys.
+    One per process so every request shares it; keyed by URL and tuning so a settings change
+    (tests) gets a fresh cache rather than another project's keys.
     """
     config = (
         jwks_url(),
         float(settings.JWKS_CACHE_SECONDS),
+        float(settings.JWKS_STALE_IF_ERROR_SECONDS),
         float(settings.JWKS_TIMEOUT),
         float(settings.JWKS_REFRESH_COOLDOWN_SECONDS),
     )
-    client = _jwks_clients.get(config)
-    if client is None:
+    cached = _key_sets.get(config)
+    if cached is None:
         with _jwks_lock:
-            client = _jwks_clients.get(config)
-            if client is None:
-                client = jwt.PyJWKClient(
+            cached = _key_sets.get(config)
+            if cached is None:
+                cached = KeySetCache(
                     config[0],
-                    cache_jwk_set=True,
-                    lifespan=config[1],
-                    timeout=config[2],
-                    cooldown_duration=config[3],
-                    # No per-kid lru cache: a key removed from the JWKS (revoked) must stop
-                    # verifying once the key set is refetched.
-                    cache_keys=False,
+                    ttl=config[1],
+                    stale_if_error=config[2],
+                    timeout=config[3],
+                    cooldown=config[4],
                 )
-                _jwks_clients[config] = client
-    return client
+                _key_sets[config] = cached
+    return cached
 
 
-def _jwks_signing_key(token: str, alg: str) -> Any:
+def _jwks_signing_key(header: dict[str, Any], alg: str) -> Any:
     if not settings.SUPABASE_URL:
         raise exceptions.AuthenticationFailed("The access token's algorithm is not accepted.")
+    kid = header.get("kid")
     try:
-        signing_key = jwks_client().get_signing_key_from_jwt(token)
-    except jwt.PyJWKClientConnectionError as e:
+        if not isinstance(kid, str) or not kid:
+            raise UnknownSigningKey("no kid")
+        signing_key = key_set().signing_key(kid)
+    except KeySetUnavailable as e:
         raise AuthUnavailable() from e
-    except (jwt.PyJWKClientError, jwt.PyJWKSetError) as e:
-        # An unknown kid (after the one refresh), or a key set without usable keys.
+    except UnknownSigningKey as e:
+        # Not in the key set, even after the refresh the cool-down allowed.
         raise exceptions.AuthenticationFailed(
             "The access token was signed with an unknown key."
         ) from e
-    except jwt.InvalidTokenError as e:
-        raise exceptions.AuthenticationFailed("The access token is malformed.") from e
     if signing_key.algorithm_name != alg:
         # The key's type (EC P-256 / RSA) fixes its algorithm; the token does not get a say.
         raise exceptions.AuthenticationFailed("The access token's algorithm is not accepted.")
     return signing_key.key
 
 
+def expected_issuer() -> str:
+    """The `iss` users' tokens must carry: SUPABASE_JWT_ISSUER, else the project's own
+    (`<SUPABASE_URL>/auth/v1`), else "supabase" (HS256 only, no project URL: what
+    issue_token signs with; set SUPABASE_JWT_ISSUER to accept a real project's tokens)."""
+    if settings.SUPABASE_JWT_ISSUER:
+        return str(settings.SUPABASE_JWT_ISSUER)
+    if settings.SUPABASE_URL:
+        return f"{settings.SUPABASE_URL}/auth/v1"
+    return LEGACY_ISSUER
+
+
 # --- Verification -----------------------------------------------------------------------------
 # Tokens already verified by this process, with when to stop trusting the verdict: the token's
-# own expiry, and at most _VERIFIED_SECONDS (no later than PyJWKClient's own key cache would
-# keep accepting a revoked signing key). The key includes the settings a verdict depends on.
+# own expiry, and at most _VERIFIED_SECONDS (no later than the key-set cache, connectors/jwks.py,
+# would keep accepting a revoked signing key). The key includes the settings a verdict depends on.
 # Full signature and claim checks cost about 0.1 ms a request; a dashboard polls with the same
 # token for an hour. Failures are never remembered.
 _VERIFIED_SECONDS = 300.0
 _VERIFIED_MAX = 10_000
-_verified: dict[tuple[str, str, str, int], tuple[SupabasePrincipal, float]] = {}
+_verified: dict[tuple[object, ...], tuple[SupabasePrincipal, float]] = {}
 
 
 def verify_token(token: str) -> SupabasePrincipal:
     """Verify a Supabase JWT, or raise AuthenticationFailed with a reason a client can act on."""
-    key = (token, settings.SUPABASE_URL, settings.SUPABASE_JWT_SECRET, settings.JWT_LEEWAY_SECONDS)
+    key = (
+        token,
+        settings.SUPABASE_URL,
+        settings.SUPABASE_JWT_SECRET,
+        settings.SUPABASE_JWT_ISSUER,
+        settings.JWT_LEEWAY_SECONDS,
+        settings.JWT_MAX_LIFETIME_SECONDS,
+    )
     known = _verified.get(key)
     now = time.time()
     if known is not None and now < known[1]:
@@ -135,8 +156,9 @@ def verify_token(token: str) -> SupabasePrincipal:
     principal = _verify_token(token)
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()  # crude but O(1) amortized, and bounded
-    expires = float(principal.claims.get("exp", now)) + settings.JWT_LEEWAY_SECONDS
-    _verified[key] = (principal, min(expires, now + _VERIFIED_SECONDS))
+    # Compared before any float(): a service key's exp may be a (finite) huge integer.
+    expires = principal.claims["exp"] + settings.JWT_LEEWAY_SECONDS
+    _verified[key] = (principal, min(now + _VERIFIED_SECONDS, expires))
     return principal
 
 
@@ -148,7 +170,7 @@ def _verify_token(token: str) -> SupabasePrincipal:
     alg = header.get("alg")
     key: Any
     if alg in ASYMMETRIC_ALGORITHMS:
-        key = _jwks_signing_key(token, str(alg))
+        key = _jwks_signing_key(header, str(alg))
     elif alg == SYMMETRIC_ALGORITHM and settings.SUPABASE_JWT_SECRET:
         key = settings.SUPABASE_JWT_SECRET
     else:
@@ -169,9 +191,20 @@ def _verify_token(token: str) -> SupabasePrincipal:
         raise exceptions.AuthenticationFailed("The access token is not valid yet.") from e
     except jwt.InvalidTokenError as e:
         raise exceptions.AuthenticationFailed("The access token is not valid.") from e
+    # PyJWT turns numeric strings into numbers for its own checks: "exp": "9999999999" passes
+    # there. RFC 7519 section 2 says NumericDate, a JSON number.
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and not _is_number(claims[name]):
+            raise exceptions.AuthenticationFailed(f"The access token's {name} is not a number.")
 
     role = claims.get("role")
     if role == SERVICE_ROLE:
+        # Supabase's service keys carry iss "supabase" (and live ten years, so no lifetime cap:
+        # rotating the project's JWT secret is how one is revoked).
+        if claims.get("iss") not in (LEGACY_ISSUER, expected_issuer()):
+            raise exceptions.AuthenticationFailed(
+                "The service-role token was issued by another project."
+            )
         return SupabasePrincipal(user_id=None, role=SERVICE_ROLE, claims=claims)
     if role != AUTHENTICATED:
         raise exceptions.AuthenticationFailed(
@@ -181,13 +214,24 @@ def _verify_token(token: str) -> SupabasePrincipal:
     audiences = audience if isinstance(audience, list) else [audience]
     if AUTHENTICATED not in audiences:
         raise exceptions.AuthenticationFailed("The access token's audience is not accepted.")
-    if settings.SUPABASE_URL and claims.get("iss") != f"{settings.SUPABASE_URL}/auth/v1":
+    if claims.get("iss") != expected_issuer():
         raise exceptions.AuthenticationFailed("The access token was issued by another project.")
+    # Compared, never subtracted: exp may be a 400-digit integer, which float() cannot hold.
+    issued = claims.get("iat", time.time())
+    if claims["exp"] > issued + settings.JWT_MAX_LIFETIME_SECONDS + settings.JWT_LEEWAY_SECONDS:
+        raise exceptions.AuthenticationFailed(
+            f"The access token lives longer than {settings.JWT_MAX_LIFETIME_SECONDS} s."
+        )
     try:
         user_id = normalize_user_id(claims.get("sub"))
     except InvalidUserId as e:
         raise exceptions.AuthenticationFailed("The access token has no valid subject.") from e
     return SupabasePrincipal(user_id=user_id, role=AUTHENTICATED, claims=claims)
+
+
+def _is_number(value: object) -> bool:
+    # PyJWT already refused infinities and NaN (they are not integers to it).
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class SupabaseJWTAuthentication(BaseAuthentication):
@@ -290,13 +334,12 @@ def issue_token(
     now = int(time.time())
     claims: dict[str, Any]
     if service_role:
-        claims = {"iss": "supabase", "role": SERVICE_ROLE, "iat": now, "exp": now + ttl_seconds}
+        claims = {"iss": LEGACY_ISSUER, "role": SERVICE_ROLE, "iat": now, "exp": now + ttl_seconds}
     else:
         if user_id is None:
             raise ValueError("a user token needs a user_id")
-        issuer = f"{settings.SUPABASE_URL}/auth/v1" if settings.SUPABASE_URL else "supabase"
         claims = {
-            "iss": issuer,
+            "iss": expected_issuer(),
             "aud": AUTHENTICATED,
             "role": AUTHENTICATED,
             "sub": user_id,

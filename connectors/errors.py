@@ -40,6 +40,12 @@ class OAuthExchangeFailed(DomainError):
     code = "oauth_exchange_failed"
 
 
+class OAuthExchangeRedirected(OAuthExchangeFailed):
+    """The token endpoint answered with a 3xx: never followed, and the provider's fault."""
+
+    status_code = 502
+
+
 class ProviderUnavailable(DomainError):
     """The provider could not be reached or answered with a 5xx / garbage."""
 

@@ -3,7 +3,8 @@
 `state` is signed with the project's secret, names the user and the provider, and expires after
 ten minutes, so a callback cannot be replayed for another user or platform. PKCE (RFC 7636, S256)
 is used where the provider supports it; its verifier is derived from the state's nonce with an
-HMAC, so nothing has to be stored between the two legs.
+HMAC, so nothing has to be stored between the two legs. The token endpoint is called through
+connectors.outbound: no redirect followed, one deadline, a bounded body, https only.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +23,11 @@ from django.conf import settings
 from django.core import signing
 from django.utils import timezone
 
+from connectors import outbound
 from connectors.errors import (
     InvalidOAuthState,
     OAuthExchangeFailed,
+    OAuthExchangeRedirected,
     ProviderNotConfigured,
     ProviderUnavailable,
 )
@@ -35,6 +36,9 @@ from connectors.providers import Provider
 STATE_SALT = "connectors.oauth.state"
 STATE_MAX_AGE_SECONDS = 600
 _MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+# A provider's expires_in is clamped to this (a year): 10**12 or 1e308 means "no time soon", and
+# would overflow a datetime. The token is then refreshed a year on, at the latest.
+MAX_EXPIRES_IN_SECONDS = 366 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,22 +128,34 @@ def exchange_code(*, provider: Provider, code: str, nonce: str) -> TokenSet:
         headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
     else:
         form["client_secret"] = provider.client_secret
-    request = urllib.request.Request(  # noqa: S310 - URL comes from settings, http(s) only
-        provider.effective_token_url,
-        data=urllib.parse.urlencode(form).encode(),
-        headers=headers,
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=settings.OAUTH_HTTP_TIMEOUT) as response:  # noqa: S310
-            body = response.read(_MAX_TOKEN_RESPONSE_BYTES)
-    except urllib.error.HTTPError as e:
-        _raise_for_provider_error(provider, e.code, e.read(_MAX_TOKEN_RESPONSE_BYTES))
-        raise AssertionError("unreachable") from e
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        response = outbound.request(
+            "POST",
+            provider.effective_token_url,
+            headers=headers,
+            form=form,
+            deadline=settings.OAUTH_HTTP_TIMEOUT,
+            max_body_bytes=_MAX_TOKEN_RESPONSE_BYTES,
+        )
+    except outbound.InsecureURL as e:
+        raise ProviderNotConfigured(
+            f"{provider.display_name}'s token URL is not https; fix "
+            f"OAUTH_{provider.name.upper()}_TOKEN_URL."
+        ) from e
+    except outbound.OutboundError as e:
         raise ProviderUnavailable(
             f"{provider.display_name} could not be reached; try again shortly."
         ) from e
+    if response.is_redirect:
+        # Never followed: a redirect would carry the client secret (and the code) to whatever
+        # host the Location names.
+        raise OAuthExchangeRedirected(
+            f"{provider.display_name}'s token endpoint answered with a redirect, which is "
+            "never followed; start the connection again."
+        )
+    if response.status >= 400:
+        _raise_for_provider_error(provider, response.status, response.body)
+    body = response.body
     return _parse_token_response(provider, body)
 
 
@@ -204,8 +220,11 @@ def _parse_token_response(provider: Provider, body: bytes) -> TokenSet:
     refresh_token = payload.get("refresh_token")
     expires_in = payload.get("expires_in")
     expires_at = None
+    # NaN fails `> 0`; infinity and a 400-digit integer compare fine and are clamped before
+    # float() or timedelta() could overflow.
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
-        expires_at = timezone.now() + timedelta(seconds=float(expires_in))
+        seconds = MAX_EXPIRES_IN_SECONDS if expires_in > MAX_EXPIRES_IN_SECONDS else expires_in
+        expires_at = timezone.now() + timedelta(seconds=float(seconds))
     scope = payload.get("scope")
     scopes = scope.replace(",", " ").split() if isinstance(scope, str) else list(provider.scopes)
     return TokenSet(

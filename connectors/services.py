@@ -8,7 +8,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from connectors import oauth
-from connectors.errors import NotConnected, OAuthStateAlreadyUsed
+from connectors.errors import (
+    NotConnected,
+    OAuthStateAlreadyUsed,
+    ProviderNotConfigured,
+    ProviderUnavailable,
+)
 from connectors.ids import normalize_user_id
 from connectors.models import ConnectionStatus, OAuthStateUse, PlatformConnection, SyncStatus
 from connectors.providers import get_provider
@@ -19,33 +24,22 @@ _STATE_USED_MESSAGE = "This OAuth state has already been used; start the connect
 def connection_create_from_oauth(
     *, user_id: str, provider: str, code: str, state: str
 ) -> PlatformConnection:
-    """Finish the OAuth flow: check the state (signed, this user's, this provider's, unexpired,
-    unused), trade the code, store the tokens encrypted and mark the state used, atomically."""
+    """Finish the OAuth flow: check the state (signed, this user's, this provider's, unexpired),
+    claim it (once), trade the code, and store the tokens encrypted."""
     uid = normalize_user_id(user_id)
     registered = get_provider(provider)
     nonce = oauth.state_verify(state=state, user_id=uid, provider=registered)
-    if OAuthStateUse.objects.filter(nonce=nonce).exists():
-        # Cheap early answer for a plain replay, before bothering the provider. Not the
-        # guarantee: two concurrent replays both pass here; the unique insert below decides
-        # (and the provider itself refuses a code's second use).
-        raise OAuthStateAlreadyUsed(_STATE_USED_MESSAGE)
-    # The provider call happens outside any transaction: no row lock is held while we wait on
-    # a remote server.
-    tokens = oauth.exchange_code(provider=registered, code=code, nonce=nonce)
+    claim = _oauth_state_claim(nonce=nonce)
+    try:
+        # Outside any transaction: no row lock is held while we wait on a remote server.
+        tokens = oauth.exchange_code(provider=registered, code=code, nonce=nonce)
+    except (ProviderUnavailable, ProviderNotConfigured):
+        # Transient, or ours to fix: the code may still be good, so the same callback may be
+        # retried. A refused code (OAuthExchangeFailed) keeps the state used: that code is
+        # dead, a retry could never succeed, and a new attempt gets a new state anyway.
+        OAuthStateUse.objects.filter(pk=claim.pk).delete()
+        raise
     with transaction.atomic():
-        now = timezone.now()
-        try:
-            # A savepoint, so the unique violation leaves the outer transaction usable.
-            with transaction.atomic():
-                OAuthStateUse.objects.create(nonce=nonce, used_at=now)
-        except IntegrityError as e:
-            raise OAuthStateAlreadyUsed(_STATE_USED_MESSAGE) from e
-        # Opportunistic pruning (indexed, and callbacks are rare): a nonce older than the
-        # state's maximum age guards nothing, its state fails the signature's expiry first.
-        # A minute of slack covers clocks of several servers that disagree a little.
-        OAuthStateUse.objects.filter(
-            used_at__lt=now - timedelta(seconds=oauth.STATE_MAX_AGE_SECONDS + 60)
-        ).delete()
         connection, _ = PlatformConnection.objects.select_for_update().get_or_create(
             user_id=uid, provider=registered.name
         )
@@ -59,6 +53,24 @@ def connection_create_from_oauth(
         connection.last_sync_error = ""
         connection.save()  # post_save invalidates on commit
     return connection
+
+
+def _oauth_state_claim(*, nonce: str) -> OAuthStateUse:
+    """Mark the state used, committed before the provider is called: of concurrent callbacks
+    with one state, exactly one gets past the unique nonce, so the provider sees the code once."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            claim = OAuthStateUse.objects.create(nonce=nonce, used_at=now)
+    except IntegrityError as e:
+        raise OAuthStateAlreadyUsed(_STATE_USED_MESSAGE) from e
+    # Opportunistic pruning (indexed, and callbacks are rare): a nonce older than the state's
+    # maximum age guards nothing, its state fails the signature's expiry first. A minute of
+    # slack covers clocks of several servers that disagree a little.
+    OAuthStateUse.objects.filter(
+        used_at__lt=now - timedelta(seconds=oauth.STATE_MAX_AGE_SECONDS + 60)
+    ).delete()
+    return claim
 
 
 def connection_disconnect(*, user_id: str, provider: str) -> PlatformConnection:

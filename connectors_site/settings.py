@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -72,6 +74,31 @@ def envstr(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
+def envurl(name: str, default: str = "", *, debug: bool) -> str:
+    value = envstr(name, default)
+    return checked_url(name, value, debug=debug) if value else value
+
+
+def checked_url(name: str, value: str, *, debug: bool) -> str:
+    """An http(s) URL this server calls: https, or plain http to a loopback IP (a local sidecar,
+    the test suite's stand-ins), or anything http(s) with DJANGO_DEBUG (connectors.outbound
+    enforces the same rule on every request)."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name}={value!r} must be an https:// URL.")
+    if parts.scheme == "http" and not debug:
+        try:
+            loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} must use https (plain http only to 127.0.0.1 / ::1, or "
+                "with DJANGO_DEBUG=1)."
+            )
+    return value
+
+
 def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = envstr(name, default).lower()
     if value not in choices:
@@ -110,6 +137,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Admin login brute-force protection (failed logins per IP and per username, database).
+    "axes",
     # OpenAPI schema at /api/schema/; the sidecar ships Swagger UI / Redoc so docs work offline.
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -125,6 +154,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+# django-axes' backend first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "connectors_site.urls"
@@ -292,11 +328,12 @@ CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)
 
 
 # --- Supabase and secrets -------------------------------------------------------------------
-SUPABASE_URL = envstr("SUPABASE_URL").rstrip("/")
-if SUPABASE_URL and urlsplit(SUPABASE_URL).scheme not in {"http", "https"}:
+if envstr("SUPABASE_URL") and urlsplit(envstr("SUPABASE_URL")).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(
-        f"SUPABASE_URL={SUPABASE_URL!r} must be the project URL, e.g. https://<ref>.supabase.co"
+        f"SUPABASE_URL={envstr('SUPABASE_URL')!r} must be the project URL, e.g. "
+        "https://<ref>.supabase.co"
     )
+SUPABASE_URL = envurl("SUPABASE_URL", debug=DEBUG).rstrip("/")
 # Two ways to verify access tokens, either or both: the project's JWKS (ES256 / RS256 signing
 # keys, what Supabase issues today) at SUPABASE_URL/auth/v1/.well-known/jwks.json, and the legacy
 # HS256 shared secret, accepted only when SUPABASE_JWT_SECRET is set.
@@ -317,13 +354,22 @@ SUPABASE_SERVICE_ROLE_KEY = envstr("SUPABASE_SERVICE_ROLE_KEY")
 # The project's anon (publishable) key: the `apikey` header strict mode sends to Supabase Auth.
 SUPABASE_ANON_KEY = envstr("SUPABASE_ANON_KEY")
 JWT_LEEWAY_SECONDS = envint("JWT_LEEWAY_SECONDS", 30)
+# The `iss` users' tokens must carry. Empty: <SUPABASE_URL>/auth/v1 (Supabase's own), or with
+# HS256 only and no SUPABASE_URL, "supabase" (what manage.py issue_token signs with).
+SUPABASE_JWT_ISSUER = envstr("SUPABASE_JWT_ISSUER")
+# Longest accepted user-token lifetime (exp - iat): Supabase's own maximum JWT expiry is a week.
+JWT_MAX_LIFETIME_SECONDS = envint("JWT_MAX_LIFETIME_SECONDS", 7 * 24 * 3600, minimum=60)
 # Supabase's JWKS is edge-cached for 10 minutes, so caching it as long again is safe.
 JWKS_CACHE_SECONDS = envint("JWKS_CACHE_SECONDS", 600, minimum=1)
 # Short: a request waits at most this long for the JWKS before answering 503 auth_unavailable.
 JWKS_TIMEOUT = envfloat("JWKS_TIMEOUT", 2.0, minimum=0.05)
-# Minimum seconds between two forced JWKS refreshes caused by unknown key ids (PyJWKClient's
-# cool-down): a flood of tokens with random kids cannot turn into a flood of fetches.
+# Minimum seconds between two JWKS fetches, whatever asks for one (an unknown kid, expiry, a
+# failed fetch): a flood of tokens with random kids, or a failing JWKS, cannot turn into a flood
+# of fetches.
 JWKS_REFRESH_COOLDOWN_SECONDS = envfloat("JWKS_REFRESH_COOLDOWN_SECONDS", 30.0)
+# How long past JWKS_CACHE_SECONDS the last good key set keeps verifying while fetches fail. A
+# key revoked during an outage verifies at most this much longer; 0 = answer 503 instead.
+JWKS_STALE_IF_ERROR_SECONDS = envint("JWKS_STALE_IF_ERROR_SECONDS", 3600)
 # Strict mode: callback, disconnect and reset also ask Supabase Auth (GET /auth/v1/user) whether
 # the session behind the token still exists (a signed-out or deleted user's token stays valid
 # until it expires). One network call per sensitive write.
@@ -378,16 +424,19 @@ _OAUTH_VARIABLE = re.compile(
 )
 
 
-def oauth_clients(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def oauth_clients(environ: Mapping[str, str], *, debug: bool) -> dict[str, dict[str, str]]:
     clients: dict[str, dict[str, str]] = {}
-    for variable, value in environ.items():
+    for variable, raw in environ.items():
         match = _OAUTH_VARIABLE.fullmatch(variable)
-        if match and value.strip():
-            clients.setdefault(match[1].lower(), {})[match[2].lower()] = value.strip()
+        value = raw.strip()
+        if match and value:
+            if match[2].endswith("_URL"):
+                value = checked_url(variable, value, debug=debug)
+            clients.setdefault(match[1].lower(), {})[match[2].lower()] = value
     return clients
 
 
-OAUTH_CLIENTS = oauth_clients(os.environ)
+OAUTH_CLIENTS = oauth_clients(os.environ, debug=DEBUG)
 
 
 # --- REST framework -------------------------------------------------------------------------
@@ -431,6 +480,23 @@ THROTTLE_RATES = {
 # per-IP limit counts clients rather than the load balancer.
 THROTTLE_NUM_PROXIES = envint("THROTTLE_NUM_PROXIES", 0)
 
+# Admin login (django-axes, database handler): after this many failed logins for one username,
+# or from one client IP, further logins for it (even with the right password) get 429 until
+# the cool-off has passed with no new failure. Logged by the `axes` logger.
+THROTTLE_ADMIN_LOGIN_FAILURES = envint("THROTTLE_ADMIN_LOGIN_FAILURES", 5, minimum=1)
+THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS = envint(
+    "THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS", 900, minimum=1
+)
+AXES_FAILURE_LIMIT = THROTTLE_ADMIN_LOGIN_FAILURES
+AXES_COOLOFF_TIME = timedelta(seconds=THROTTLE_ADMIN_LOGIN_COOLOFF_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one locks, separately
+# The client's address as the API's per-IP limit sees it (THROTTLE_NUM_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "connectors.api.throttling.login_client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+# Log lines name the address (what an operator acts on) but not the username, where people
+# sometimes type their password. The admin's "Access attempts" page has both.
+AXES_SENSITIVE_PARAMETERS = ["username"]
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "connectors API",
     "DESCRIPTION": "Which platforms each user has connected, and their last sync status.",
@@ -464,5 +530,6 @@ LOGGING = {
     "loggers": {
         "connectors": {"level": LOG_LEVEL},
         "extraction": {"level": LOG_LEVEL},
+        "axes": {"level": LOG_LEVEL},
     },
 }

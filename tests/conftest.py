@@ -128,11 +128,13 @@ def status_of(client: APIClient, user_id: str) -> dict[str, Any]:
 class JSONHandler(BaseHTTPRequestHandler):
     """Base for the local stand-ins (OAuth provider, Supabase Auth): JSON answers, no logs."""
 
-    def send_json(self, status: int, body: Any) -> None:
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -161,6 +163,10 @@ class FakeProvider:
     url: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     reply: tuple[int, Any] = (200, {})
+    reply_headers: dict[str, str] = field(default_factory=dict)
+    # Seconds between two bytes of the body (0: all at once), and before answering at all.
+    drip_seconds: float = 0.0
+    delay_seconds: float = 0.0
 
     def answer(self, status: int, body: Any) -> None:
         self.reply = (status, body)
@@ -192,7 +198,22 @@ def oauth_provider(settings: Any) -> Iterator[FakeProvider]:
                     "headers": dict(self.headers),
                 }
             )
-            self.send_json(*provider.reply)
+            time.sleep(provider.delay_seconds)
+            if not provider.drip_seconds:
+                self.send_json(*provider.reply, headers=provider.reply_headers)
+                return
+            status, body = provider.reply
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            try:
+                for byte in payload:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(provider.drip_seconds)
+            except OSError:
+                pass  # the client hung up
 
     with local_http_server(Handler) as base:
         provider.url = f"{base}/token"

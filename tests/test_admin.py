@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,35 @@ def test_the_extraction_job_admin_lists_jobs(admin_client, alice_id):
         == 200
     )
     assert PlatformConnection.objects.count() == 0
+
+
+def _staff_with(*codenames: str) -> Any:
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:8]}", password="x", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+@pytest.mark.redis
+def test_the_invalidate_action_needs_the_change_permission(client, alice_id, make_connection):
+    row = make_connection(alice_id, "github")
+    selectors.platform_status_for_user(user_id=alice_id)
+    client.force_login(_staff_with("view_platformconnection"))
+    page = client.get("/admin/connectors/platformconnection/")
+    assert page.status_code == 200 and alice_id in page.content.decode()  # may look
+    assert "invalidate_cache" not in page.content.decode()  # not offered
+    client.post(
+        "/admin/connectors/platformconnection/",
+        {"action": "invalidate_cache", "_selected_action": [row.pk]},
+    )
+    assert cache.get_cached_platform_status(alice_id) is not None  # and not run when posted
+    client.force_login(_staff_with("view_platformconnection", "change_platformconnection"))
+    assert (
+        "invalidate_cache" in client.get("/admin/connectors/platformconnection/").content.decode()
+    )
+    client.post(
+        "/admin/connectors/platformconnection/",
+        {"action": "invalidate_cache", "_selected_action": [row.pk]},
+    )
+    assert cache.get_cached_platform_status(alice_id) is None

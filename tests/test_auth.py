@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 import uuid
 
@@ -183,7 +186,122 @@ def test_a_remembered_token_is_refused_once_it_expires(alice_id, settings):
 
 
 def test_a_remembered_token_is_checked_again_when_the_settings_change(alice_id, settings):
+    settings.SUPABASE_URL = "https://old.supabase.co"
     token = _token(alice_id, iss="https://old.supabase.co/auth/v1")
     assert _get(token, alice_id).status_code == 200
     settings.SUPABASE_URL = "https://new.supabase.co"
     assert _get(token, alice_id).status_code == 401
+
+
+# --- Claims that must hold up (issue 13) ------------------------------------------------------
+def _raw_token(payload: bytes) -> str:
+    """HS256 over a payload written by hand (PyJWT would not encode a string exp or 1e400)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(payload)
+    key = settings.SUPABASE_JWT_SECRET.encode()
+    signature = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"
+
+
+def _service(**overrides) -> str:
+    now = int(time.time())
+    claims = {"iss": "supabase", "role": "service_role", "iat": now, "exp": now + 600}
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, settings.SUPABASE_JWT_SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize("iss", [None, "https://evil.supabase.co/auth/v1", "Supabase", ""])
+def test_a_service_role_token_needs_supabases_issuer(iss, settings):
+    assert _get(_service(iss=iss), str(uuid.uuid4())).status_code == 401
+    settings.SUPABASE_URL = "https://abc.supabase.co"
+    assert _get(_service(iss=iss), str(uuid.uuid4())).status_code == 401
+
+
+def test_a_service_role_token_from_supabase_or_the_project_is_accepted(settings):
+    assert _get(_service(iss="supabase"), str(uuid.uuid4())).status_code == 200
+    settings.SUPABASE_URL = "https://abc.supabase.co"
+    project = _service(iss="https://abc.supabase.co/auth/v1")
+    assert _get(project, str(uuid.uuid4())).status_code == 200
+
+
+def test_with_hs256_only_user_tokens_need_the_configured_issuer(alice_id, settings):
+    assert settings.SUPABASE_URL == "" and settings.SUPABASE_JWT_ISSUER == ""
+    assert _get(_token(alice_id, iss="supabase"), alice_id).status_code == 200
+    for iss in ("https://evil.supabase.co/auth/v1", None, ""):
+        assert _get(_token(alice_id, iss=iss), alice_id).status_code == 401, iss
+    settings.SUPABASE_JWT_ISSUER = "https://ref.supabase.co/auth/v1"
+    assert (
+        _get(_token(alice_id, iss="https://ref.supabase.co/auth/v1"), alice_id).status_code == 200
+    )
+    assert _get(_token(alice_id, iss="supabase"), alice_id).status_code == 401
+    # SUPABASE_JWT_ISSUER wins over the one derived from SUPABASE_URL.
+    settings.SUPABASE_URL = "https://abc.supabase.co"
+    assert (
+        _get(_token(alice_id, iss="https://ref.supabase.co/auth/v1"), alice_id).status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        b'"exp": "%(later)d"',
+        b'"exp": true, "nbf": 0',
+        b'"exp": [%(later)d]',
+        b'"exp": Infinity',
+        b'"exp": NaN',
+        b'"exp": 1e400',
+        b'"exp": %(later)d, "iat": "%(now)d"',
+        b'"exp": %(later)d, "nbf": "%(now)d"',
+        b'"exp": 1000000000000',
+        b'"exp": 1' + b"0" * 400,
+    ],
+)
+def test_exp_must_be_a_number_and_not_absurd(alice_id, claim):
+    now = int(time.time())
+    fields = claim % {b"now": now, b"later": now + 600}
+    payload = (
+        b'{"iss": "supabase", "aud": "authenticated", "role": "authenticated", '
+        b'"sub": "%s", %s}' % (alice_id.encode(), fields)
+    )
+    response = _get(_raw_token(payload), alice_id)
+    assert response.status_code == 401, response.content
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_the_same_claims_with_numbers_are_accepted(alice_id):
+    now = int(time.time())
+    payload = (
+        b'{"iss": "supabase", "aud": "authenticated", "role": "authenticated", '
+        b'"sub": "%s", "exp": %d.5, "iat": %d, "nbf": %d}'
+        % (alice_id.encode(), now + 600, now, now)
+    )
+    assert _get(_raw_token(payload), alice_id).status_code == 200
+
+
+def test_a_user_token_living_longer_than_the_cap_is_refused(alice_id, settings):
+    now = int(time.time())
+    week = 7 * 24 * 3600
+    assert week == settings.JWT_MAX_LIFETIME_SECONDS  # Supabase's own maximum JWT expiry
+    assert _get(_token(alice_id, exp=now + week), alice_id).status_code == 200
+    response = _get(_token(alice_id, exp=now + week + 3600), alice_id)
+    assert response.status_code == 401
+    assert "lives longer" in response.json()["error"]["message"]
+    # Measured from iat when there is one, from now when there is none.
+    assert _get(_token(alice_id, iat=None, exp=now + week + 3600), alice_id).status_code == 401
+    old_iat = _token(alice_id, iat=now - week, exp=now + 3600)
+    assert _get(old_iat, alice_id).status_code == 401
+    settings.JWT_MAX_LIFETIME_SECONDS = 2 * week
+    assert _get(_token(alice_id, exp=now + week + 3600), alice_id).status_code == 200
+
+
+def test_a_service_key_is_not_lifetime_capped_and_a_huge_exp_never_crashes():
+    """Supabase's legacy service_role keys are valid for ten years."""
+    now = int(time.time())
+    assert _get(_service(exp=now + 10 * 365 * 24 * 3600), str(uuid.uuid4())).status_code == 200
+    payload = b'{"iss": "supabase", "role": "service_role", "exp": 1%s}' % (b"0" * 400)
+    assert _get(_raw_token(payload), str(uuid.uuid4())).status_code == 200

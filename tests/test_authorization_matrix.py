@@ -137,7 +137,8 @@ def test_the_matrix_covers_every_api_route():
 
 def test_the_django_admin_needs_a_staff_login(client, django_user_model):
     assert client.get("/admin/").status_code == 302  # to the login page
-    django_user_model.objects.create_user("mallory", password="pw-123456789")
-    client.login(username="mallory", password="pw-123456789")
+    # force_login: django-axes refuses Client.login(), which authenticates without a request
+    # (tests/test_admin_login.py drives the real login form).
+    client.force_login(django_user_model.objects.create_user("mallory", password="pw-123456789"))
     response = client.get("/admin/connectors/platformconnection/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -7,12 +7,14 @@ The server on 127.0.0.1 stands in for `SUPABASE_URL/auth/v1/.well-known/jwks.jso
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +69,9 @@ class SupabaseServer:
     jwks_fetches: int = 0
     jwks_status: int = 200
     jwks_delay: float = 0.0
+    # (status, delay) for the next fetches, in order; then jwks_status / jwks_delay.
+    jwks_plan: list[tuple[int, float]] = field(default_factory=list)
+    jwks_headers: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)  # access token -> user id
     user_status: int | None = None  # force /auth/v1/user's answer
     user_delay: float = 0.0
@@ -78,12 +83,22 @@ def supabase(settings: Any) -> Iterator[SupabaseServer]:
     state = SupabaseServer()
 
     class Handler(JSONHandler):
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):  # a client that gave up on a hanging JWKS
+                super().handle()
+
         def do_GET(self) -> None:
             if self.path == auth.JWKS_PATH:
                 state.jwks_fetches += 1
-                time.sleep(state.jwks_delay)
+                status, delay = (
+                    state.jwks_plan.pop(0)
+                    if state.jwks_plan
+                    else (state.jwks_status, state.jwks_delay)
+                )
+                time.sleep(delay)
                 body: Any = {"keys": [k.jwk() for k in state.keys]}
-                self.send_json(state.jwks_status, body)
+                with contextlib.suppress(OSError):  # a client that gave up waiting
+                    self.send_json(status, body, headers=state.jwks_headers)
             elif self.path == "/auth/v1/user":
                 self._user()
             else:
@@ -199,8 +214,8 @@ def test_the_key_set_is_fetched_once_and_cached_by_one_client_per_process(
     for _ in range(5):
         assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
     assert supabase.jwks_fetches == 1
-    assert auth.jwks_client() is auth.jwks_client()
-    assert auth.jwks_client().jwk_set_cache.lifespan == 600  # about ten minutes, as Supabase's edge
+    assert auth.key_set() is auth.key_set()
+    assert auth.key_set().ttl == 600  # about ten minutes, as Supabase's edge
 
 
 def test_exp_within_the_leeway_is_accepted_and_beyond_it_refused(supabase, es_key, alice_id):
@@ -275,9 +290,18 @@ def test_an_unknown_kid_refreshes_the_key_set_once_and_finds_a_rotated_key(
 
 
 def test_a_kid_that_is_not_published_is_refused_after_one_refresh(supabase, es_key, alice_id):
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
     stranger = es256_key()  # never published
     assert_401(get_status(sign(stranger, claims_for(alice_id, supabase)), alice_id), "unknown key")
     assert supabase.jwks_fetches == 2  # the first load, then one refresh for the unknown kid
+
+
+def test_a_kid_missing_from_a_set_fetched_for_this_very_request_is_not_fetched_again(
+    supabase, es_key, alice_id
+):
+    stranger = es256_key()
+    assert_401(get_status(sign(stranger, claims_for(alice_id, supabase)), alice_id), "unknown key")
+    assert supabase.jwks_fetches == 1
 
 
 def test_unknown_kids_cannot_force_a_fetch_per_request(supabase, es_key, alice_id, settings):
@@ -286,7 +310,7 @@ def test_unknown_kids_cannot_force_a_fetch_per_request(supabase, es_key, alice_i
     for _ in range(5):
         token = sign(es256_key(), claims_for(alice_id, supabase))
         assert_401(get_status(token, alice_id), "unknown key")
-    assert supabase.jwks_fetches == 1  # PyJWKClient's cool-down
+    assert supabase.jwks_fetches == 1  # the cool-down
 
 
 def test_a_token_signed_by_another_key_with_a_published_kid_is_refused(supabase, es_key, alice_id):
@@ -400,6 +424,118 @@ def test_an_unreachable_jwks_is_a_503_with_retry_after(
     assert response.status_code == 503, response.content
     assert response.json()["error"]["code"] == "auth_unavailable"
     assert response["Retry-After"] == "5"
+
+
+# --- The JWKS failing for a while (issue 13) ------------------------------------------------------
+HANG = 3.0  # seconds a "hanging" JWKS holds its answer, far past JWKS_TIMEOUT (0.5 s here)
+
+
+def verify_concurrently(make_token: Callable[[], str], count: int = 8) -> list[tuple[float, str]]:
+    """`count` threads verify a token each (a new one each: no verdict cache), all at once;
+    returns (seconds taken, "ok" or the exception's class name) per thread."""
+    tokens = [make_token() for _ in range(count)]
+    barrier = threading.Barrier(count)
+    results: list[tuple[float, str]] = []
+
+    def verify(token: str) -> None:
+        barrier.wait(timeout=10)
+        started = time.monotonic()
+        try:
+            auth.verify_token(token)
+            outcome = "ok"
+        except Exception as e:
+            outcome = type(e).__name__
+        results.append((time.monotonic() - started, outcome))
+
+    threads = [threading.Thread(target=verify, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(HANG + 10)
+    return results
+
+
+@pytest.fixture
+def outage_settings(settings: Any, supabase: SupabaseServer) -> Any:
+    settings.JWKS_CACHE_SECONDS = 1
+    settings.JWKS_REFRESH_COOLDOWN_SECONDS = 30.0
+    settings.JWKS_STALE_IF_ERROR_SECONDS = 3600
+    return settings
+
+
+@pytest.mark.parametrize("failure", [(500, 0.0), (500, HANG)], ids=["http_500", "hang"])
+def test_an_expired_key_set_keeps_verifying_while_the_jwks_fails(
+    outage_settings, supabase, es_key, alice_id, failure
+):
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    assert supabase.jwks_fetches == 1
+    time.sleep(1.1)  # past JWKS_CACHE_SECONDS: the key set is expired
+    supabase.jwks_status, supabase.jwks_delay = failure
+    results = verify_concurrently(lambda: sign(es_key, claims_for(alice_id, supabase)))
+    assert [outcome for _, outcome in results] == ["ok"] * 8
+    # One fetch for all eight; only the thread that made it waited (at most JWKS_TIMEOUT).
+    assert supabase.jwks_fetches == 2
+    assert max(seconds for seconds, _ in results) < 2.0
+    for _ in range(30):
+        token = sign(es_key, claims_for(alice_id, supabase))
+        assert get_status(token, alice_id).status_code == 200
+    assert supabase.jwks_fetches == 2  # nothing more within the cool-down
+
+
+def test_a_failing_jwks_with_no_key_set_yet_is_fetched_once_and_waited_for_once(
+    outage_settings, supabase, es_key, alice_id
+):
+    supabase.jwks_status, supabase.jwks_delay = 500, HANG
+    results = verify_concurrently(lambda: sign(es_key, claims_for(alice_id, supabase)))
+    assert [outcome for _, outcome in results] == ["AuthUnavailable"] * 8
+    assert supabase.jwks_fetches == 1
+    # Each waited for the one fetch, at most JWKS_TIMEOUT (0.5 s), not for the others' turns.
+    assert max(seconds for seconds, _ in results) < 2.0
+    started = time.monotonic()
+    response = get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id)
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert time.monotonic() - started < 0.4  # the failure is remembered for the cool-down
+    assert supabase.jwks_fetches == 1
+
+
+def test_the_last_good_key_set_is_used_only_for_a_bounded_time(
+    outage_settings, supabase, es_key, alice_id
+):
+    outage_settings.JWKS_STALE_IF_ERROR_SECONDS = 0
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    time.sleep(1.1)
+    supabase.jwks_status = 500
+    response = get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "auth_unavailable"
+
+
+def test_a_jwks_that_recovers_is_used_again_after_the_cool_down(
+    outage_settings, supabase, es_key, alice_id
+):
+    outage_settings.JWKS_REFRESH_COOLDOWN_SECONDS = 0.5
+    supabase.jwks_status = 500
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 503
+    supabase.jwks_status = 200
+    time.sleep(0.6)
+    assert get_status(sign(es_key, claims_for(alice_id, supabase)), alice_id).status_code == 200
+    assert supabase.jwks_fetches == 2
+
+
+def test_a_jwks_redirect_is_not_followed(supabase, alice_id):
+    """A redirect to another host's key set would let that host sign anyone's tokens."""
+    attacker = es256_key()
+
+    class Attacker(JSONHandler):
+        def do_GET(self) -> None:
+            self.send_json(200, {"keys": [attacker.jwk()]})
+
+    with local_http_server(Attacker) as elsewhere:
+        supabase.jwks_status = 302
+        supabase.jwks_headers = {"Location": f"{elsewhere}/jwks.json"}
+        response = get_status(sign(attacker, claims_for(alice_id, supabase)), alice_id)
+    assert response.status_code == 503, response.content
+    assert supabase.jwks_fetches == 1
 
 
 # --- Strict mode: supabase-py's auth.get_user against the local /auth/v1/user -------------------

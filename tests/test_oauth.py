@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django import db
 from django.db import connection
 from django.utils import timezone
 
 from connectors import oauth
 from connectors.models import OAuthStateUse, PlatformConnection
-from tests.conftest import status_of
+from tests.conftest import JSONHandler, local_http_server, status_of
+from tests.test_settings import _load
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,31 +227,60 @@ def test_a_state_works_once(alice, alice_id, oauth_provider):
     assert OAuthStateUse.objects.count() == 1
 
 
-def test_a_replay_racing_the_first_callback_loses_at_the_unique_insert(
-    alice, alice_id, oauth_provider, monkeypatch
+@pytest.mark.postgres
+def test_concurrent_callbacks_with_one_state_call_the_provider_once(
+    alice, alice_id, oauth_provider
 ):
-    """Both callbacks pass the early check; the database's unique nonce decides."""
+    """Six callbacks racing with one state: the state is claimed (committed) before the
+    provider is called, so exactly one of them reaches it."""
     state = _authorize(alice)["state"]
-    tokens = oauth_provider.succeed()
-    real_exchange = oauth.exchange_code
+    oauth_provider.succeed()
+    oauth_provider.delay_seconds = 0.3  # all six are past their checks before one finishes
+    barrier = threading.Barrier(6)
+    responses: list[tuple[int, str]] = []
 
-    def exchange_while_the_other_commits(**kwargs):
-        result = real_exchange(**kwargs)
-        OAuthStateUse.objects.create(nonce=kwargs["nonce"], used_at=timezone.now())
-        return result
+    def callback() -> None:
+        try:
+            barrier.wait(timeout=10)
+            response = _callback(alice, state)
+            responses.append((response.status_code, response.json().get("error", {}).get("code")))
+        finally:
+            db.connections.close_all()
 
-    monkeypatch.setattr(oauth, "exchange_code", exchange_while_the_other_commits)
-    response = _callback(alice, state)
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "state_already_used"
-    assert tokens["access_token"] not in response.content.decode()
-    assert not PlatformConnection.objects.filter(user_id=alice_id).exists()
+    threads = [threading.Thread(target=callback) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(oauth_provider.requests) == 1
+    assert sorted(responses) == [(200, None)] + [(400, "state_already_used")] * 5
+    assert PlatformConnection.objects.filter(user_id=alice_id, is_active=True).count() == 1
 
 
-def test_a_failed_exchange_does_not_use_up_the_state(alice, oauth_provider):
+def test_a_refused_code_uses_up_the_state(alice, oauth_provider):
+    """The provider refused the code: it is dead, and a retry with this state could only hit
+    the provider again for nothing. Starting over gets a new state."""
     state = _authorize(alice)["state"]
-    oauth_provider.answer(503, {"error": "try later"})
+    oauth_provider.answer(400, {"error": "invalid_grant"})
+    assert _callback(alice, state).json()["error"]["code"] == "oauth_exchange_failed"
+    oauth_provider.succeed()
+    assert _callback(alice, state).json()["error"]["code"] == "state_already_used"
+    assert len(oauth_provider.requests) == 1
+    assert _callback(alice, _authorize(alice)["state"]).status_code == 200
+
+
+@pytest.mark.parametrize("failure", ["http_503", "timeout"])
+def test_a_failed_exchange_does_not_use_up_the_state(alice, oauth_provider, settings, failure):
+    """Transient: the code may still be good, so the same callback may be retried."""
+    state = _authorize(alice)["state"]
+    if failure == "http_503":
+        oauth_provider.answer(503, {"error": "try later"})
+    else:
+        settings.OAUTH_HTTP_TIMEOUT = 0.3
+        oauth_provider.succeed()
+        oauth_provider.delay_seconds = 1.0
     assert _callback(alice, state).status_code == 502
+    oauth_provider.delay_seconds = 0.0
     oauth_provider.succeed()
     assert _callback(alice, state).status_code == 200
 
@@ -307,3 +341,93 @@ def test_odd_provider_answers_are_400_or_502_never_500(
     response = _callback(alice, _authorize(alice)["state"])
     assert response.status_code == expected_status, response.content
     assert response.json()["success"] is (expected_status == 200)
+
+
+# --- Hostile token endpoints (issue 13) ---------------------------------------------------------
+@pytest.fixture
+def thief() -> Iterator[dict[str, Any]]:
+    """Another host, where a redirect from the token endpoint would send the request."""
+    seen: dict[str, Any] = {"requests": []}
+
+    class Handler(JSONHandler):
+        def _steal(self) -> None:
+            seen["requests"].append(dict(self.headers))
+            self.send_json(200, {"access_token": "planted-by-the-thief", "expires_in": 3600})
+
+        do_GET = do_POST = _steal
+
+    with local_http_server(Handler) as url:
+        seen["url"] = url
+        yield seen
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_from_the_token_endpoint_is_never_followed(
+    alice, alice_id, oauth_provider, thief, status
+):
+    oauth_provider.answer(status, b"")
+    oauth_provider.reply_headers = {"Location": f"{thief['url']}/steal"}
+    response = _callback(alice, _authorize(alice, "reddit")["state"], provider="reddit")
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["code"] == "oauth_exchange_failed"
+    assert thief["requests"] == []  # the client secret (HTTP Basic for reddit) went nowhere
+    assert not PlatformConnection.objects.filter(user_id=alice_id).exists()
+
+
+def test_a_dripping_token_endpoint_is_cut_at_one_overall_deadline(alice, oauth_provider, settings):
+    """22 bytes at 4 bytes/s take 5.5 s; a per-read timeout of 1 s would never fire."""
+    settings.OAUTH_HTTP_TIMEOUT = 1.0
+    oauth_provider.answer(200, {"access_token": "a"})
+    oauth_provider.drip_seconds = 0.25
+    started = time.monotonic()
+    response = _callback(alice, _authorize(alice)["state"])
+    assert time.monotonic() - started < 3.5
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "provider_unavailable"
+
+
+def test_a_plain_http_token_url_is_refused_outside_debug(alice, oauth_provider, settings):
+    clients = dict(settings.OAUTH_CLIENTS)
+    clients["github"] = {**clients["github"], "token_url": "http://provider.example/token"}
+    settings.OAUTH_CLIENTS = clients
+    response = _callback(alice, _authorize(alice)["state"])
+    assert response.status_code == 503, response.content
+    assert "OAUTH_GITHUB_TOKEN_URL" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"OAUTH_GITHUB_TOKEN_URL": "http://provider.example/token"}, "OAUTH_GITHUB_TOKEN_URL"),
+        ({"OAUTH_REDDIT_AUTHORIZE_URL": "ftp://x/authorize"}, "OAUTH_REDDIT_AUTHORIZE_URL"),
+        ({"SUPABASE_URL": "http://abc.supabase.co"}, "SUPABASE_URL"),
+        ({"OAUTH_GITHUB_TOKEN_URL": "https://provider.example/token"}, None),
+        ({"OAUTH_GITHUB_TOKEN_URL": "http://127.0.0.1:9000/token"}, None),
+        ({"OAUTH_GITHUB_TOKEN_URL": "http://provider:9000/token", "DJANGO_DEBUG": "1"}, None),
+        ({"SUPABASE_URL": "http://127.0.0.1:54321"}, None),
+    ],
+)
+def test_outbound_urls_must_be_https_outside_debug_at_start_up(env, error):
+    result = _load(**env)
+    if error is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert f"{error}=" in result.stderr and "https" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [b"1000000000000", b"1e308", b"1e400", b"1" + b"0" * 400, b"Infinity", b"NaN", b"-5"],
+)
+def test_an_absurd_expires_in_is_clamped_never_a_500(alice, alice_id, oauth_provider, expires_in):
+    oauth_provider.answer(200, b'{"access_token": "a", "expires_in": %s}' % expires_in)
+    response = _callback(alice, _authorize(alice)["state"])
+    assert response.status_code == 200, response.content
+    expires_at = PlatformConnection.objects.get(user_id=alice_id).token_expires_at
+    if expires_in in (b"NaN", b"-5"):
+        assert expires_at is None
+    else:
+        assert expires_at is not None
+        assert expires_at <= timezone.now() + timedelta(seconds=oauth.MAX_EXPIRES_IN_SECONDS)
+        assert expires_at > timezone.now() + timedelta(days=300)

@@ -112,7 +112,7 @@ def test_a_provider_added_to_the_registry_is_configured_from_the_environment(
     )
     monkeypatch.setitem(providers.PROVIDERS, "mastodon", mastodon)
     settings.OAUTH_CLIENTS = oauth_clients(
-        {"OAUTH_MASTODON_CLIENT_ID": "id", "OAUTH_MASTODON_CLIENT_SECRET": "secret"}
+        {"OAUTH_MASTODON_CLIENT_ID": "id", "OAUTH_MASTODON_CLIENT_SECRET": "secret"}, debug=False
     )
     response = alice.get("/api/connectors/mastodon/authorize")
     assert response.status_code == 200, response.content

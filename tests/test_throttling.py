@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from connectors import cache
@@ -109,11 +110,38 @@ def test_the_service_role_is_never_throttled(backend, settings, service):
         assert service.get(f"/api/connectors/status/{user}").status_code == 200
 
 
-def test_unauthenticated_requests_are_refused_before_any_counter(backend, settings):
-    rates(settings, ip="2/min")
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer not-a-token", "Bearer " + "e" * 40 + "." + "f" * 40 + ".sig", "Basic eA=="],
+)
+def test_failed_authentication_counts_towards_the_ip_limit(backend, settings, authorization):
+    """DRF authenticates before it throttles: without the exception handler's count, a flood
+    of bad tokens is 401s forever and never moves the IP counter."""
+    rates(settings, ip="5/min")
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
     for _ in range(5):
-        response = APIClient().get(f"/api/connectors/status/{uuid.uuid4()}")
+        response = APIClient().get(f"/api/connectors/status/{uuid.uuid4()}", **headers)
         assert response.status_code == 401
+    assert_throttled(APIClient().get(f"/api/connectors/status/{uuid.uuid4()}", **headers))
+    # The address is over its limit for everyone behind it, a valid token included...
+    user = str(uuid.uuid4())
+    assert_throttled(client_for(user).get(f"/api/connectors/status/{user}"))
+    # ...and only that address.
+    other = client_for(user).get(f"/api/connectors/status/{user}", REMOTE_ADDR="10.9.8.7")
+    assert other.status_code == 200
+
+
+def test_a_failed_token_and_a_good_one_share_the_ip_budget(backend, settings):
+    rates(settings, ip="4/min")
+    user = str(uuid.uuid4())
+    good, bad = client_for(user), APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Bearer forged")
+    assert good.get(f"/api/connectors/status/{user}").status_code == 200
+    assert bad.get(f"/api/connectors/status/{user}").status_code == 401
+    assert good.get(f"/api/connectors/status/{user}").status_code == 200
+    assert bad.get(f"/api/connectors/status/{user}").status_code == 401
+    assert_throttled(good.get(f"/api/connectors/status/{user}"))
+    assert_throttled(bad.get(f"/api/connectors/status/{user}"))
 
 
 def test_a_forged_x_forwarded_for_does_not_reach_a_key(backend, settings):
@@ -170,3 +198,25 @@ def test_rates_are_validated_at_start_up():
     assert result.returncode != 0
     assert "THROTTLE_USER_RATE='lots' is not a rate" in result.stderr
     assert _load(THROTTLE_OAUTH_IP_RATE="off", THROTTLE_IP_RATE="10/s").returncode == 0
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("planted", ["string", "huge", "hash"])
+def test_a_broken_counter_in_redis_limits_and_is_repaired(settings, alice, alice_id, planted):
+    """A counter that INCR cannot increment (planted, or corrupted) must not switch the limit
+    off: that request is refused, the key is replaced, and counting resumes."""
+    rates(settings, user="3/min")
+    backend = caches["throttle"]
+    key = backend.make_key(f"throttle:user:{alice_id}")
+    client = backend.client.get_client(write=True)
+    if planted == "string":
+        client.set(key, "not-a-number")
+    elif planted == "huge":
+        client.set(key, "9" * 30)  # out of INCR's 64-bit range
+    else:
+        client.hset(key, "count", 0)
+    url = f"/api/connectors/status/{alice_id}"
+    assert_throttled(alice.get(url))
+    for _ in range(3):
+        assert alice.get(url).status_code == 200
+    assert_throttled(alice.get(url))

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from connectors.api.throttling import throttle_failed_authentication
 from connectors.auth import AuthUnavailable
 from connectors.errors import CacheUnavailable, DomainError
 
@@ -66,6 +67,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        # Failed authentication is counted by the per-IP limit too (DRF never throttles it).
+        wait = throttle_failed_authentication(context["request"], context.get("view"))
+        if wait is not None:
+            exc = exceptions.Throttled(wait)
     if isinstance(exc, CacheUnavailable):
         return Response(
             error_body("cache_unavailable", str(exc)), status=503, headers={"Retry-After": "5"}

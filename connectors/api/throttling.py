@@ -9,6 +9,7 @@ project's own backend, and a leaked service key is not something a rate limit fi
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
@@ -19,6 +20,7 @@ import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
@@ -55,7 +57,7 @@ def _parse_rate(rate: str) -> tuple[int, int] | None:
     return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
 
 
-def client_ip(request: Request) -> str:
+def client_ip(request: Request | HttpRequest) -> str:
     """The client's address (REMOTE_ADDR, or X-Forwarded-For behind THROTTLE_NUM_PROXIES).
 
     Validated as an IP address, so nothing a client writes in X-Forwarded-For reaches a key.
@@ -70,6 +72,13 @@ def client_ip(request: Request) -> str:
         return str(ipaddress.ip_address(raw))
     except ValueError:
         return "unknown"
+
+
+def login_client_ip(request: HttpRequest) -> str | None:
+    """django-axes' AXES_CLIENT_IP_CALLABLE: the admin login counts the same clients as the
+    API's per-IP limit. None when there is no valid address (axes stores it in an inet column)."""
+    ip = client_ip(request)
+    return None if ip == "unknown" else ip
 
 
 def buckets_for(request: Request, view: Any) -> list[Bucket]:
@@ -128,17 +137,30 @@ class ApiRateThrottle(BaseThrottle):
                 pipe.incr(key)
                 pipe.expire(key, bucket.duration, nx=True)
                 pipe.pttl(key)
-            replies = pipe.execute()
+            # A command's own error (a counter that is not an integer, a key of another type)
+            # comes back as a reply; only a connection failure or timeout raises.
+            replies = pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as e:
             # Fail open: an unreachable Redis must not take the API down with it; the cache
             # layer already logs the outage.
             logger.debug("Throttle check skipped, Redis unavailable: %s", e.__class__.__name__)
             return True
         waits = []
+        broken = []
         for i, bucket in enumerate(buckets):
-            count, ttl_ms = int(replies[3 * i]), int(replies[3 * i + 2])
-            if count > bucket.num_requests:
-                waits.append(ttl_ms / 1000 if ttl_ms > 0 else bucket.duration)
+            count, ttl_ms = replies[3 * i], replies[3 * i + 2]
+            ttl = ttl_ms / 1000 if isinstance(ttl_ms, int) and ttl_ms > 0 else bucket.duration
+            if not isinstance(count, int):
+                # Planted or corrupted: this request is refused (a broken counter must never
+                # turn a limit off), and the key is replaced by a fresh counter.
+                broken.append(backend.make_key(bucket.key))
+                waits.append(ttl)
+            elif count > bucket.num_requests:
+                waits.append(ttl)
+        if broken:
+            logger.warning("Throttle counter(s) not integers, reset: %d", len(broken))
+            with contextlib.suppress(redis.RedisError, OSError):
+                client.delete(*broken)
         if waits:
             self._wait = max(waits)
             return False
@@ -157,6 +179,20 @@ class ApiRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return math.ceil(self._wait) if self._wait is not None else None
+
+
+def throttle_failed_authentication(request: Request, view: Any) -> float | None:
+    """Count a request whose authentication failed; the wait if it is over a limit.
+
+    DRF authenticates before it throttles, so such a request never reaches the view's
+    throttles: the exception handler calls this instead. It has no user, so it counts towards
+    the per-IP limits only (a token that failed verification names nobody we may trust).
+    """
+    waits = []
+    for throttle in view.get_throttles() if view is not None else []:
+        if not throttle.allow_request(request, view):
+            waits.append(throttle.wait() or 1)
+    return max(waits) if waits else None
 
 
 def reset_local_counters() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectors.auth import IssueTokenUnavailable, issue_token
@@ -34,6 +35,12 @@ class Command(BaseCommand):
                 raise CommandError(e.message) from e
         if options["ttl"] <= 0:
             raise CommandError("--ttl must be positive.")
+        cap = settings.JWT_MAX_LIFETIME_SECONDS
+        if not options["service_role"] and options["ttl"] > cap:
+            raise CommandError(
+                f"--ttl is longer than JWT_MAX_LIFETIME_SECONDS ({cap} s): this server would "
+                "refuse such a user token."
+            )
         try:
             token = issue_token(
                 user_id=user_id, service_role=options["service_role"], ttl_seconds=options["ttl"]
