@@ -46,6 +46,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django_redis.exceptions import ConnectionInterrupted
 from redis.commands.core import Script
 
+from connectors import metrics
 from connectors.background import PerProcessThread
 from connectors.breaker import CircuitBreaker, Permit, State
 from connectors.errors import CacheUnavailable, DomainError, InvalidJobId, InvalidUserId
@@ -218,6 +219,7 @@ def _call[T](
     try:
         result = operation(_redis())
     except _REDIS_ERRORS as e:
+        metrics.record_redis_error()
         if guarded:
             breaker.record_failure(e)
         raise CacheUnavailable(f"Redis is unavailable: {e}") from e
@@ -236,6 +238,7 @@ def _probe() -> None:
         try:
             _redis().ping()
         except _REDIS_ERRORS as e:
+            metrics.record_redis_error()
             breaker.record_failure(e)
             return
         breaker.record_success()
@@ -621,6 +624,7 @@ def read_extraction_job(job_id: object, loader: Loader) -> CachedRead:
 
 def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
     if not _usable() or _is_dirty_key(slot.key):
+        metrics.record_cache_read("bypass")
         return _load_uncached(loader)
     started = time.perf_counter()
     key = _full_key(slot.key)
@@ -652,6 +656,7 @@ def _read_through(slot: _Slot, loader: Loader) -> CachedRead:
 def _hit(entry: _Entry, *, stale: bool = False) -> CachedRead:
     """A read answered from Redis: counted, and served as the entry's own bytes."""
     stats.record("hits")
+    metrics.record_cache_read("stale" if stale else "hit")
     return CachedRead(entry.body, cached=True, etag=entry.etag, stale=stale)
 
 
@@ -666,7 +671,9 @@ def _load_after_redis_failed(slot: _Slot, key: str, loader: Loader) -> CachedRea
     not open the breaker, and while Postgres is down a user with a cached entry must still be
     served. That second GET is as fresh as any hit: it reads what invalidation left."""
     try:
-        return _load_uncached(loader)
+        result = _load_uncached(loader)
+        metrics.record_cache_read("bypass")
+        return result
     except DatabaseError:
         try:
             raw = _call(lambda r: r.get(key))
@@ -696,6 +703,7 @@ def _miss(slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:
             )
         except CacheUnavailable as e:
             logger.debug("Reading %s from DB: %s", slot.describe(), e)
+            metrics.record_cache_read("bypass")
             return _load_uncached(loader)
         if reply[0] == 1:
             entry = _decode_entry(reply[1], slot)
@@ -715,7 +723,11 @@ def _miss(slot: _Slot, key: str, loader: Loader, started: float) -> CachedRead:
             # without caching rather than keep this request waiting longer.
             logger.warning("Lease wait for %s timed out; reading DB", slot.describe())
             stats.record("misses")
+            metrics.record_cache_read("miss")
+            metrics.record_lease_wait_timeout()
             return _load_uncached(loader)
+        if pause == 0.002:  # this read's first wait for another reader's fill
+            metrics.record_lease_wait()
         time.sleep(pause)
         pause = min(pause * 1.5, 0.02)
 
@@ -742,6 +754,8 @@ def _fill_holding_lease(
         logger.warning("Could not cache %s: %s", slot.describe(), e)
         stored = 0
     stats.record("misses")
+    metrics.record_cache_read("miss")
+    metrics.record_fill(stored=bool(stored))
     if stored:
         logger.info(
             "Cache MISS: %s (%.1fms DB, cached for next request)",
@@ -804,6 +818,7 @@ def _naive_miss(slot: _Slot, key: str, loader: Loader) -> CachedRead:
     with contextlib.suppress(CacheUnavailable):
         _call(lambda r: r.set(key, payload, px=_ttl_ms(slot)))
     stats.record("misses")
+    metrics.record_cache_read("miss")
     return result
 
 
@@ -883,6 +898,7 @@ def invalidate_platform_status_many(
         _call(delete_all, bypass_breaker=bypass_breaker)
     except CacheUnavailable as e:
         logger.warning("Could not replay %d invalidation(s): %s", len(slots), e)
+        metrics.record_invalidation_failure(len(slots))
         return False
     return True
 
@@ -898,6 +914,7 @@ def _invalidate(slot: _Slot) -> bool:
         _call(lambda r: r.delete(*keys), force=True)
     except CacheUnavailable as e:
         logger.error("Could not invalidate %s (kept for replay): %s", slot.describe(), e)
+        metrics.record_invalidation_failure()
         return False
     logger.info(
         "Invalidated %s cache for %s %s (%.1fms)",

@@ -29,7 +29,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from connectors import cache
+from connectors import cache, metrics
 from connectors.errors import CacheUnavailable, InvalidUserId
 
 logger = logging.getLogger("connectors.listener")
@@ -146,6 +146,7 @@ class InvalidationListener:
                 conn = psycopg.connect(autocommit=True, **self._conninfo())
             except psycopg.Error as e:
                 self.stats.failures += 1
+                metrics.record_db_error("listener")
                 self._change_state(
                     "down",
                     f"Cannot connect to Postgres ({_one_line(e)}); "
@@ -162,6 +163,7 @@ class InvalidationListener:
             except psycopg.Error as e:
                 self._went_away()
                 self.stats.failures += 1
+                metrics.record_db_error("listener")
                 self._change_state(
                     "down", f"Lost the Postgres connection ({_one_line(e)}); reconnecting"
                 )
@@ -215,6 +217,7 @@ class InvalidationListener:
             self._change_state("redis-down", f"Cannot bump the cache epoch ({e}); will retry")
             return None
         self._resync_needed = False
+        metrics.record_invalidations("epoch")
         self.stats.epoch_bumps += 1
         self.stats.epoch_keys += deleted
         return deleted
@@ -254,6 +257,7 @@ class InvalidationListener:
             logger.warning("Ignoring notification with payload %r: not a user id", payload[:80])
             return
         if ok:
+            metrics.record_invalidations("notify")
             self.stats.invalidations += 1
         else:
             # Redis refused this invalidation: it is lost, so the whole epoch must go once Redis

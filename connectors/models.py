@@ -7,6 +7,7 @@ from typing import Any
 from django.db import models, transaction
 from django.db.models.functions import Now
 
+from connectors import metrics
 from connectors.crypto import EncryptedTextField
 from connectors.providers import PROVIDER_CHOICES
 
@@ -23,6 +24,10 @@ class ConnectionStatus(models.TextChoices):
     DISCONNECTED = "disconnected"
     EXPIRED = "expired"
     ERROR = "error"
+
+
+def _count_on_commit(users: int, *, using: str) -> None:
+    transaction.on_commit(lambda: metrics.record_invalidations("update", users), using=using)
 
 
 class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
@@ -49,6 +54,7 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
             count = super().update(**kwargs)
             for user_id in user_ids:
                 cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+            _count_on_commit(len(user_ids), using=self.db)
         return count
 
     def bulk_create(  # type: ignore[override]  # the stubs leave _Model unbound here
@@ -71,8 +77,10 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
                 update_fields=update_fields,
                 unique_fields=unique_fields,
             )
-            for user_id in {obj.user_id for obj in created}:
+            users = {obj.user_id for obj in created}
+            for user_id in users:
                 cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+            _count_on_commit(len(users), using=self.db)
         return created
 
     def bulk_update(
@@ -86,8 +94,10 @@ class PlatformConnectionQuerySet(models.QuerySet["PlatformConnection"]):
         objs = list(objs)
         with transaction.atomic(using=self.db):
             count = super().bulk_update(objs, fields, batch_size=batch_size)  # type: ignore[arg-type]
-            for user_id in {obj.user_id for obj in objs}:
+            users = {obj.user_id for obj in objs}
+            for user_id in users:
                 cache.invalidate_platform_status_on_commit(user_id, using=self.db)
+            _count_on_commit(len(users), using=self.db)
         return count
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from connectors import cache
+from connectors import cache, metrics
 from connectors.models import PlatformConnection
 
 
@@ -16,6 +17,7 @@ def platform_connection_changed(
     # Deferred to commit inside cache.py; until then this transaction's own reads of the user
     # bypass the cache.
     cache.invalidate_platform_status_on_commit(instance.user_id, using=using)
+    transaction.on_commit(lambda: metrics.record_invalidations("signal"), using=using)
 
 
 def connect() -> None:

@@ -46,7 +46,7 @@ def test_warm_cache_fills_every_active_user_then_finds_them_cached():
 def test_warm_cache_takes_named_users_and_refuses_bad_ids():
     _run("seed_demo", "--users", "3")
     out = _run("warm_cache", "--user", demo_user_id(1))
-    assert "Warmed 1 users" in out
+    assert "Warmed 1 user in" in out
     assert cache.get_cached_platform_status(demo_user_id(1)) is not None
     assert cache.get_cached_platform_status(demo_user_id(2)) is None
     with pytest.raises(CommandError, match="UUID"):
@@ -59,7 +59,7 @@ def test_clear_cache_deletes_by_user_or_by_prefix_and_nothing_else():
     _run("seed_demo", "--users", "3")
     _run("warm_cache")
     out = _run("clear_cache", "--user", demo_user_id(0))
-    assert "Deleted 1 keys for 1 user(s)" in out
+    assert "Deleted 1 key for 1 user in" in out
     assert cache.get_cached_platform_status(demo_user_id(0)) is None
     assert cache.get_cached_platform_status(demo_user_id(1)) is not None
     foreign = f"someone-else:1:platform_status:{{{uuid.uuid4()}}}"

@@ -203,7 +203,7 @@ def test_command_once_handles_one_notification_and_summarises(
     assert not thread.is_alive()
     assert cached_version(user) is None
     summary = out.getvalue().strip().splitlines()[-1]
-    assert summary.startswith("Done! 1 notifications, 1 invalidations"), summary
+    assert summary.startswith("Done! 1 notification, 1 invalidation,"), summary
 
 
 def test_command_refuses_sqlite_with_a_clear_message(tmp_path: Path) -> None:
