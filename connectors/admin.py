@@ -44,6 +44,12 @@ def short_datetime(value: datetime | None) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
 
 
+# The app list in a sidebar takes a quarter of a 1280 px screen from every change list; the
+# breadcrumbs and the home page still lead everywhere.
+admin.site.enable_nav_sidebar = False
+admin.site.site_header = admin.site.site_title = "connectors admin"
+
+
 class AdminStyle:
     class Media:
         css = {"all": ("connectors/admin.css",)}
@@ -56,8 +62,7 @@ class PlatformConnectionAdmin(UserIdSearchMixin, AdminStyle, admin.ModelAdmin):
         "provider",
         "is_active",
         "status",
-        "last_sync_status",
-        "last_sync_at_short",
+        "last_sync",
         "updated_at_short",
     )
     list_filter = ("provider", "is_active", "last_sync_status", "status")
@@ -82,11 +87,11 @@ class PlatformConnectionAdmin(UserIdSearchMixin, AdminStyle, admin.ModelAdmin):
     readonly_fields = ("version", "created_at", "updated_at")
     actions = ("invalidate_cache",)
 
-    @admin.display(description="Last sync at (UTC)", ordering="last_sync_at")
-    def last_sync_at_short(self, obj: PlatformConnection) -> str:
-        return short_datetime(obj.last_sync_at)
+    @admin.display(description="Last sync (UTC)", ordering="last_sync_at")
+    def last_sync(self, obj: PlatformConnection) -> str:
+        return f"{obj.get_last_sync_status_display()}, {short_datetime(obj.last_sync_at)}"
 
-    @admin.display(description="Updated at (UTC)", ordering="updated_at")
+    @admin.display(description="Updated (UTC)", ordering="updated_at")
     def updated_at_short(self, obj: PlatformConnection) -> str:
         return short_datetime(obj.updated_at)
 

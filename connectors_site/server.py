@@ -38,11 +38,10 @@ def server_command(
         "--workers",
         str(workers),
         # WSGI requests run on these threads; bounding them also bounds the database
-        # connections each worker holds (one per thread). No more requests are taken in than
-        # there are threads: the rest wait in the kernel's backlog, not in a worker.
+        # connections each worker holds (one per thread). Not --backpressure: granian counts
+        # open connections there, and a browser's idle keep-alive connections then starve
+        # every new client.
         "--blocking-threads",
-        str(threads),
-        "--backpressure",
         str(threads),
         "--http1-keep-alive",
         "--no-ws",

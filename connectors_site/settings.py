@@ -552,6 +552,17 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
     )
 
 
+# Several worker processes add up their samples through files here (prometheus-client's
+# multi-process mode); `manage.py serve` makes a private one when it is not set. Created now,
+# before prometheus-client opens its files in it.
+_metrics_dir = envstr("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir:
+    try:
+        os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        _fail(f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir!r} cannot be created: {e.strerror}.")
+
+
 # --- Misc -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -23,10 +23,10 @@ class ExtractionJobAdmin(UserIdSearchMixin, AdminStyle, admin.ModelAdmin):
     search_help_text = "Exact user id (a full UUID)."
     readonly_fields = ("id", "created_at", "updated_at")
 
-    @admin.display(description="Created at (UTC)", ordering="created_at")
+    @admin.display(description="Created (UTC)", ordering="created_at")
     def created_at_short(self, obj: ExtractionJob) -> str:
         return short_datetime(obj.created_at)
 
-    @admin.display(description="Finished at (UTC)", ordering="finished_at")
+    @admin.display(description="Finished (UTC)", ordering="finished_at")
     def finished_at_short(self, obj: ExtractionJob) -> str:
         return short_datetime(obj.finished_at)
