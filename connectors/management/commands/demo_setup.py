@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -12,12 +13,11 @@ from connectors.management.commands.seed_demo import demo_user_id
 _LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 
 
-def is_development() -> tuple[bool, str]:
+def is_development(*, debug: bool, database: Mapping[str, Any]) -> tuple[bool, str]:
     """Development means DJANGO_DEBUG on and a database on this machine (SQLite, or Postgres on
     localhost or a Unix socket): demo rows never land in a shared or production database."""
-    if not settings.DEBUG:
+    if not debug:
         return False, "DJANGO_DEBUG is off"
-    database = settings.DATABASES["default"]
     if "sqlite" in str(database["ENGINE"]):
         return True, ""
     host = str(database.get("HOST") or "")
@@ -36,7 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--users", type=int, default=25, help="Demo users (default 25).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        development, why_not = is_development()
+        development, why_not = is_development(
+            debug=settings.DEBUG, database=settings.DATABASES["default"]
+        )
         if not development:
             self.stdout.write(
                 f"No demo data and no token: {why_not}. (`make run` seeds demo users only in "
