@@ -5,7 +5,7 @@ module imports nothing of theirs. With several worker processes (granian, gunico
 writes its samples to files under PROMETHEUS_MULTIPROC_DIR (prometheus-client's multi-process
 mode, chosen by that variable before this module is imported; `manage.py serve` sets it), and a
 scrape of /metrics, answered by any one worker, adds up every worker's files. Without it (tests,
-runserver) samples stay in this process. Naming and label choices: docs/metrics.md.
+runserver) samples stay in this process. The README's "Production" section lists them all.
 """
 
 from __future__ import annotations
