@@ -23,7 +23,8 @@ PROBE = (
 )
 
 
-def _load(**env: str) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh Python with this run's configuration variables dropped and `env` given."""
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -32,13 +33,18 @@ def _load(**env: str) -> subprocess.CompletedProcess[str]:
         )
     }
     return subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env={**clean, **BASE_ENV, **env},
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**clean, **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _load(**env: str) -> subprocess.CompletedProcess[str]:
+    return _run(["-c", PROBE], {**BASE_ENV, **env})
 
 
 def _config(**env: str) -> dict:
@@ -83,22 +89,7 @@ def test_bad_values_fail_with_improperly_configured(env, message):
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(
-            ("DJANGO_", "DATABASE_", "REDIS_", "UPSTASH_", "SUPABASE_", "TOKEN_", "CACHE_")
-        )
-    }
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env={**clean, "REDIS_URL": "redis://127.0.0.1:6379/8", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return _run(list(args), {"REDIS_URL": "redis://127.0.0.1:6379/8", **env})
 
 
 BAD = {
