@@ -12,10 +12,11 @@ DEMO_USERS ?= 25
 PYTHON ?= $(shell for c in python3.13 python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[3-9]*/bin/python3 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3 2>/dev/null) python3; do \
 	$$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 
-.PHONY: help run install test lint typecheck pytest clean consistency bench faults fuzz
+.PHONY: help run serve install install-runtime test lint typecheck pytest clean consistency bench faults fuzz
 
 help:
 	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL)"
+	@echo "make serve  production: runtime deps, migrate, collectstatic, granian on HOST:PORT (README, Production)"
 	@echo "make test   ruff, mypy and the whole test suite"
 	@echo "make lint   ruff, mypy and the import contracts only"
 	@echo "make bench        throughput/latency over HTTP -> bench/results/latest.md"
@@ -34,15 +35,27 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Production: the project and its runtime dependencies only (granian included), no dev tools.
+$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+install-runtime: $(VENV)/.installed-runtime
+
+# Development, zero configuration: DJANGO_DEBUG=1 unless set. Demo users and a token only in
+# development (DJANGO_DEBUG=1 and a local database: manage.py demo_setup). With DJANGO_DEBUG=0
+# static files come from collectstatic's hashed set, as in production.
 run: install
-	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1}; \
+	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1} HOST=$(HOST) PORT=$(PORT); \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
-	$(BIN)/python manage.py seed_demo --users $(DEMO_USERS) && \
-	user=$$($(BIN)/python manage.py shell -v 0 -c 'from connectors.management.commands.seed_demo import demo_user_id; print(demo_user_id(0))' 2>/dev/null) && \
-	token=$$($(BIN)/python manage.py issue_token $$user 2>/dev/null) && \
-	echo && echo "Try it:" && \
-	echo "  curl -s -H 'Authorization: Bearer $$token' http://$(HOST):$(PORT)/api/connectors/status/$$user" && echo && \
+	{ [[ "$${DJANGO_DEBUG,,}" =~ ^(1|true|yes|on)$$ ]] || $(BIN)/python manage.py collectstatic --noinput -v 0; } && \
+	$(BIN)/python manage.py demo_setup --users $(DEMO_USERS) && \
 	exec $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+
+# Production (README, "Production"): migrate, collectstatic, then granian (WSGI) on HOST:PORT
+# with WEB_CONCURRENCY workers (default: one per core). Never seeds or prints a token.
+serve: install-runtime
+	HOST=$(HOST) PORT=$(PORT) exec $(BIN)/python manage.py serve
 
 # mypy's Django plugin loads the settings: DJANGO_DEBUG=1 lets it do so without secrets.
 lint: install

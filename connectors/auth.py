@@ -11,6 +11,7 @@ iss = expected_issuer() and a lifetime within JWT_MAX_LIFETIME_SECONDS; the serv
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ SERVICE_ROLE = "service_role"
 # The issuer of Supabase's own legacy anon / service_role keys.
 LEGACY_ISSUER = "supabase"
 AUTHENTICATED = "authenticated"
+METRICS_ROLE = "metrics"  # the METRICS_TOKEN bearer: /metrics only
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 MAX_TOKEN_LENGTH = 8192
 
@@ -250,6 +252,23 @@ class SupabaseJWTAuthentication(BaseAuthentication):
         if len(token) > MAX_TOKEN_LENGTH:
             raise exceptions.AuthenticationFailed("The access token is malformed.")
         return verify_token(token), token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="connectors"'
+
+
+class MetricsTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <METRICS_TOKEN>`, for Prometheus. Anything else falls through to
+    the next authenticator (a service-role JWT)."""
+
+    def authenticate(self, request: Request) -> tuple[SupabasePrincipal, str] | None:
+        expected = settings.METRICS_TOKEN
+        parts = get_authorization_header(request).split()
+        if not expected or len(parts) != 2 or parts[0].lower() != b"bearer":
+            return None
+        if not hmac.compare_digest(parts[1], expected.encode()):
+            return None
+        return SupabasePrincipal(user_id=None, role=METRICS_ROLE, claims={}), expected
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="connectors"'

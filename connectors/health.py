@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
-from connectors import cache
+from connectors import cache, metrics
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -21,6 +21,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
             cursor.execute("SELECT 1")
         database = "ok"
     except DatabaseError:
+        metrics.record_db_error("readyz")
         database = "unavailable"
     body = {
         "status": "ok" if database == "ok" else "unavailable",

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, TextField, Value
+from django.db.models import CharField, Q, TextField, Value
 from django.db.models.functions import Cast
 
 from connectors import crypto
-from connectors.models import PlatformConnection
+from connectors.models import ConnectionStatus, PlatformConnection
 
 TOKEN_FIELDS = ("access_token", "refresh_token")
 
@@ -30,6 +30,7 @@ class RotationResult:
     tokens_rotated: int = 0
     tokens_current: int = 0
     tokens_unreadable: int = 0
+    tokens_forgotten: int = 0  # unreadable ones cleared (forget_unreadable)
 
 
 def _is_current(ciphertext: str, newest: Fernet) -> bool:
@@ -41,14 +42,19 @@ def _is_current(ciphertext: str, newest: Fernet) -> bool:
 
 
 def token_key_rotate(
-    *, batch_size: int = 500, progress: Callable[[RotationResult], None] | None = None
+    *,
+    batch_size: int = 500,
+    forget_unreadable: bool = False,
+    progress: Callable[[RotationResult], None] | None = None,
 ) -> RotationResult:
     """Re-encrypt, batch by batch, every token not already under the newest key.
 
     Idempotent: tokens the newest key already decrypts are left alone, so a second run (or a
     run interrupted and restarted) rewrites nothing twice. Each batch is one transaction whose
     rows are locked (select_for_update) so a concurrent OAuth callback cannot be overwritten
-    with the ciphertext read before it.
+    with the ciphertext read before it. `forget_unreadable`: tokens no key opens (their key is
+    lost) are cleared, and a connection whose access token went is marked expired, so its user
+    is asked to reconnect instead of a job failing on it later.
     """
     newest = Fernet(settings.TOKEN_ENCRYPTION_KEYS[0].encode())
     result = RotationResult()
@@ -84,6 +90,15 @@ def token_key_rotate(
                         rotated = crypto.reencrypt(ciphertext)
                     except InvalidToken:
                         result.tokens_unreadable += 1
+                        if forget_unreadable:
+                            setattr(update, name, Value(None, output_field=TextField()))
+                            fields.add(name)
+                            result.tokens_forgotten += 1
+                            if name == "access_token":
+                                update.status = Value(
+                                    ConnectionStatus.EXPIRED.value, output_field=CharField()
+                                )
+                                fields.add("status")
                         continue
                     # A Value with a plain TextField is written as is: EncryptedTextField's
                     # get_prep_value would encrypt the ciphertext a second time.

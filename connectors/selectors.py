@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Count, Max, Min
+from django.utils import timezone
 
 from connectors import cache
 from connectors.ids import normalize_user_id
-from connectors.models import PlatformConnection
+from connectors.models import PendingInvalidation, PlatformConnection
 from connectors.providers import PROVIDERS
 
 
@@ -74,3 +75,11 @@ def platform_status_rewarm(user_ids: list[str], lost_data: bool) -> None:
 
 def connection_get_active(*, user_id: str, provider: str) -> PlatformConnection | None:
     return PlatformConnection.objects.for_user(user_id).active().filter(provider=provider).first()
+
+
+def outbox_backlog() -> tuple[int, float | None]:
+    """How many invalidations wait for delivery, and the oldest one's age in seconds."""
+    summary = PendingInvalidation.objects.aggregate(pending=Count("id"), oldest=Min("created_at"))
+    oldest = summary["oldest"]
+    age = (timezone.now() - oldest).total_seconds() if oldest is not None else None
+    return int(summary["pending"]), age

@@ -16,14 +16,14 @@ def platform_connection_changed(
 ) -> None:
     # Deferred to commit by the cache layer; until then this transaction's own reads of the
     # user bypass the cache.
-    cache.invalidate_platform_status_on_commit(instance.user_id, using=using)
+    cache.invalidate_platform_status_on_commit(instance.user_id, using=using, source="signal")
 
 
 def platform_connections_changed(
     sender: type[PlatformConnection], user_ids: Iterable[Any], using: str, **kwargs: Any
 ) -> None:
     for user_id in user_ids:
-        cache.invalidate_platform_status_on_commit(user_id, using=using)
+        cache.invalidate_platform_status_on_commit(user_id, using=using, source="update")
 
 
 def connect() -> None:

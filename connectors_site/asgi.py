@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import os
-
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectors_site.settings")
+from connectors_site.startup import settings_or_exit
+
+settings_or_exit()
 application = get_asgi_application()

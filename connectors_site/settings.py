@@ -1,8 +1,9 @@
 """All configuration comes from the environment, read once here.
 
-Every variable is documented in `.env.example`. A bad value stops start-up with
-`ImproperlyConfigured` naming the variable and what it accepts (healthchecks' `hc/settings.py`
-is the model: tiny helpers, loud failures).
+Every variable is documented in `.env.example`. Bad values stop start-up with one
+`ImproperlyConfigured` listing every problem, one line each, each naming the variable and what
+it accepts (healthchecks' `hc/settings.py` is the model: tiny helpers, loud failures); manage.py
+and wsgi.py print those lines without a traceback (connectors_site/startup.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
+# Every problem found, reported together at the end: one restart fixes them all.
+_errors: list[str] = []
+
+
+def _fail(message: str) -> None:
+    _errors.append(message)
+
 
 def envbool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
@@ -39,9 +47,8 @@ def envbool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(
-        f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no."
-    )
+    _fail(f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no.")
+    return default
 
 
 def envint(name: str, default: int, *, minimum: int = 0) -> int:
@@ -50,10 +57,12 @@ def envint(name: str, default: int, *, minimum: int = 0) -> int:
         return default
     try:
         value = int(raw)
-    except ValueError as e:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from e
+    except ValueError:
+        _fail(f"{name}={raw!r} is not a whole number.")
+        return default
     if value < minimum:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+        _fail(f"{name}={raw!r} must be at least {minimum}.")
+        return default
     return value
 
 
@@ -63,10 +72,12 @@ def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
         return default
     try:
         value = float(raw)
-    except ValueError as e:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number (seconds, e.g. 0.25).") from e
+    except ValueError:
+        _fail(f"{name}={raw!r} is not a number (seconds, e.g. 0.25).")
+        return default
     if value < minimum:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+        _fail(f"{name}={raw!r} must be at least {minimum}.")
+        return default
     return value
 
 
@@ -74,36 +85,44 @@ def envstr(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
-def envurl(name: str, default: str = "", *, debug: bool) -> str:
+def envurl(name: str, default: str = "", *, debug: bool, example: str = "") -> str:
     value = envstr(name, default)
-    return checked_url(name, value, debug=debug) if value else value
+    return checked_url(name, value, debug=debug, example=example) if value else value
 
 
-def checked_url(name: str, value: str, *, debug: bool) -> str:
+def checked_url(name: str, value: str, *, debug: bool, example: str = "") -> str:
     """An http(s) URL this server calls: https, or plain http to a loopback IP (a local sidecar,
     the test suite's stand-ins), or anything http(s) with DJANGO_DEBUG (connectors.outbound
-    enforces the same rule on every request)."""
+    enforces the same rule on every request). "" (and an error) for anything else."""
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ImproperlyConfigured(f"{name}={value!r} must be an https:// URL.")
+        _fail(f"{name}={value!r} must be an https:// URL{example}.")
+        return ""
     if parts.scheme == "http" and not debug:
         try:
             loopback = ipaddress.ip_address(parts.hostname).is_loopback
         except ValueError:
             loopback = False
         if not loopback:
-            raise ImproperlyConfigured(
+            _fail(
                 f"{name}={value!r} must use https (plain http only to 127.0.0.1 / ::1, or "
                 "with DJANGO_DEBUG=1)."
             )
+            return ""
     return value
 
 
 def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = envstr(name, default).lower()
     if value not in choices:
-        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+        _fail(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+        return default
     return value
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    """A comma-separated list, blanks dropped."""
+    return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
 
 
 DEBUG = envbool("DJANGO_DEBUG", False)
@@ -115,19 +134,16 @@ _DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S
 SECRET_KEY = envstr("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
+        _fail(
             "DJANGO_SECRET_KEY is not set. Generate one with "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'` "
             "(or set DJANGO_DEBUG=1 for local development)."
         )
     SECRET_KEY = _DEV_SECRET
 
-ALLOWED_HOSTS = [
-    h.strip() for h in envstr("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
-]
-ALLOWED_HOSTS = [h for h in ALLOWED_HOSTS if h]
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 if not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is empty: list host names, comma-separated.")
+    _fail("DJANGO_ALLOWED_HOSTS is empty: list host names, comma-separated.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -135,6 +151,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # runserver leaves static files to whitenoise too, so development serves them as
+    # production does.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     # Admin login brute-force protection (failed logins per IP and per username, database).
@@ -147,7 +166,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every response, static files and redirects included, gets a request id, is
+    # timed, and is logged once if it is an error.
+    "connectors.middleware.RequestIdMiddleware",
+    "connectors.middleware.RequestMetricsMiddleware",
+    "connectors.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -193,10 +218,11 @@ def _database_config(pooler: str) -> dict[str, Any]:
         }
     scheme = urlsplit(url).scheme
     if scheme not in {"postgres", "postgresql", "sqlite"}:
-        raise ImproperlyConfigured(
+        _fail(
             f"DATABASE_URL has scheme {scheme!r}: use postgres://user:pass@host:5432/db "
             "(query options such as ?sslmode=require are passed to psycopg) or sqlite:///path."
         )
+        return {"ENGINE": "django.db.backends.dummy"}
     try:
         # Unknown query options (sslmode, sslrootcert, options, ...) land in OPTIONS and so reach
         # psycopg unchanged.
@@ -204,7 +230,8 @@ def _database_config(pooler: str) -> dict[str, Any]:
             dj_database_url.parse(url, conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60))
         )
     except ValueError as e:
-        raise ImproperlyConfigured(f"DATABASE_URL could not be parsed: {e}") from e
+        _fail(f"DATABASE_URL could not be parsed: {e}")
+        return {"ENGINE": "django.db.backends.dummy"}
     if scheme == "sqlite":
         return config
     # Django's backend, with a health check that reads the socket instead of sending SELECT 1
@@ -235,9 +262,7 @@ REDIS_URL = envstr("REDIS_URL") or envstr("UPSTASH_REDIS_URL")
 CACHE_KEY_PREFIX = envstr("CACHE_KEY_PREFIX", "connectors")
 if not CACHE_KEY_PREFIX or any(c in CACHE_KEY_PREFIX for c in "{}* \t\n"):
     # Braces would hijack the per-user Redis Cluster hash tag ({user_id}) in every key.
-    raise ImproperlyConfigured(
-        f"CACHE_KEY_PREFIX={CACHE_KEY_PREFIX!r} must be non-empty without braces, '*' or spaces."
-    )
+    _fail(f"CACHE_KEY_PREFIX={CACHE_KEY_PREFIX!r} must be non-empty without braces, '*' or spaces.")
 # Tens of milliseconds: on a local network a healthy Redis answers in well under 1 ms, and an
 # unhealthy one should cost a request as little as possible before it falls back to the DB.
 # With the breaker's threshold of 2, a paused Redis costs each worker 2 x 25 ms once; a
@@ -250,7 +275,7 @@ CACHE_ENABLED = bool(REDIS_URL)
 if CACHE_ENABLED:
     _redis_scheme = urlsplit(REDIS_URL).scheme
     if _redis_scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(
+        _fail(
             f"REDIS_URL has scheme {_redis_scheme!r}: use redis://[:password@]host:6379/0, "
             "rediss:// for TLS (Upstash), or unix:///path/to/redis.sock."
         )
@@ -328,12 +353,9 @@ CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)
 
 
 # --- Supabase and secrets -------------------------------------------------------------------
-if envstr("SUPABASE_URL") and urlsplit(envstr("SUPABASE_URL")).scheme not in {"http", "https"}:
-    raise ImproperlyConfigured(
-        f"SUPABASE_URL={envstr('SUPABASE_URL')!r} must be the project URL, e.g. "
-        "https://<ref>.supabase.co"
-    )
-SUPABASE_URL = envurl("SUPABASE_URL", debug=DEBUG).rstrip("/")
+SUPABASE_URL = envurl(
+    "SUPABASE_URL", debug=DEBUG, example=": the project URL, e.g. https://<ref>.supabase.co"
+).rstrip("/")
 # Two ways to verify access tokens, either or both: the project's JWKS (ES256 / RS256 signing
 # keys, what Supabase issues today) at SUPABASE_URL/auth/v1/.well-known/jwks.json, and the legacy
 # HS256 shared secret, accepted only when SUPABASE_JWT_SECRET is set.
@@ -342,14 +364,14 @@ if not SUPABASE_JWT_SECRET and DEBUG and not SUPABASE_URL:
     # Zero-config `make run` only: with a real project configured, HS256 stays off unless asked.
     SUPABASE_JWT_SECRET = hashlib.sha256(f"jwt:{SECRET_KEY}".encode()).hexdigest()
 if not SUPABASE_JWT_SECRET and not SUPABASE_URL:
-    raise ImproperlyConfigured(
+    _fail(
         "Neither SUPABASE_URL nor SUPABASE_JWT_SECRET is set, so no access token could be "
         "verified: set SUPABASE_URL=https://<ref>.supabase.co (tokens are checked against the "
         "project's JWKS), and/or SUPABASE_JWT_SECRET to the legacy HS256 JWT secret "
         "(or set DJANGO_DEBUG=1 for a local development secret)."
     )
 if SUPABASE_JWT_SECRET and len(SUPABASE_JWT_SECRET) < 32:
-    raise ImproperlyConfigured("SUPABASE_JWT_SECRET must be at least 32 characters long.")
+    _fail("SUPABASE_JWT_SECRET must be at least 32 characters long.")
 SUPABASE_SERVICE_ROLE_KEY = envstr("SUPABASE_SERVICE_ROLE_KEY")
 # The project's anon (publishable) key: the `apikey` header strict mode sends to Supabase Auth.
 SUPABASE_ANON_KEY = envstr("SUPABASE_ANON_KEY")
@@ -377,7 +399,7 @@ SUPABASE_STRICT_WRITES = envbool("SUPABASE_STRICT_WRITES", False)
 SUPABASE_AUTH_TIMEOUT = envfloat("SUPABASE_AUTH_TIMEOUT", 2.0, minimum=0.05)
 _SUPABASE_API_KEY = SUPABASE_ANON_KEY or SUPABASE_SERVICE_ROLE_KEY
 if SUPABASE_STRICT_WRITES and not (SUPABASE_URL and _SUPABASE_API_KEY):
-    raise ImproperlyConfigured(
+    _fail(
         "SUPABASE_STRICT_WRITES=1 needs SUPABASE_URL and SUPABASE_ANON_KEY (or "
         "SUPABASE_SERVICE_ROLE_KEY) to call Supabase Auth."
     )
@@ -387,10 +409,11 @@ def _fernet_keys() -> list[str]:
     raw = envstr("TOKEN_ENCRYPTION_KEY")
     if not raw:
         if not DEBUG:
-            raise ImproperlyConfigured(
-                "TOKEN_ENCRYPTION_KEY is not set. Generate one with `python -c 'from "
-                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+            _fail(
+                "TOKEN_ENCRYPTION_KEY is not set. Generate one with `python3 -c 'import base64, "
+                "os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'` (a Fernet key)."
             )
+            return []
         return [
             base64.urlsafe_b64encode(
                 hashlib.sha256(f"fernet:{SECRET_KEY}".encode()).digest()
@@ -401,11 +424,12 @@ def _fernet_keys() -> list[str]:
         try:
             if len(base64.urlsafe_b64decode(key.encode())) != 32:
                 raise ValueError
-        except ValueError as e:
-            raise ImproperlyConfigured(
+        except ValueError:
+            _fail(
                 "TOKEN_ENCRYPTION_KEY must be comma-separated Fernet keys (newest first), each 32 "
                 "url-safe base64-encoded bytes, as Fernet.generate_key() prints."
-            ) from e
+            )
+            return []
     return keys
 
 
@@ -461,10 +485,11 @@ def envrate(name: str, default: str) -> str:
         return value
     count, _, period = value.partition("/")
     if not (count.isdigit() and int(count) > 0 and period[:1] in {"s", "m", "h", "d"}):
-        raise ImproperlyConfigured(
+        _fail(
             f"{name}={value!r} is not a rate: use <requests>/<s|min|hour|day> (e.g. 600/min) "
             "or off."
         )
+        return default
     return value
 
 
@@ -512,24 +537,136 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
 
 
+# --- Static files, served by the app itself (whitenoise) ---------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # filled by `collectstatic` (make serve runs it)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (cached forever by browsers and proxies) and gzip/brotli copies.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+
+# --- Behind a TLS-terminating proxy ---------------------------------------------------------
+# The header the proxy sets to "https" on requests that came in over TLS (usually
+# X-Forwarded-Proto). Only set it when the proxy always sets or overwrites that header: a
+# client could otherwise claim HTTPS.
+_proxy_header = envstr("DJANGO_SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    if not all(c.isalnum() or c == "-" for c in _proxy_header):
+        _fail(
+            f"DJANGO_SECURE_PROXY_SSL_HEADER={_proxy_header!r} is not a header name: use the "
+            "header your proxy sets to 'https', e.g. X-Forwarded-Proto."
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if urlsplit(_origin).scheme not in {"http", "https"} or not urlsplit(_origin).netloc:
+        _fail(
+            f"DJANGO_CSRF_TRUSTED_ORIGINS has {_origin!r}: list origins with their scheme, "
+            "e.g. https://connectors.example.com"
+        )
+SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", False)
+if SECURE_SSL_REDIRECT and not _proxy_header:
+    _fail(
+        "DJANGO_SECURE_SSL_REDIRECT=1 needs DJANGO_SECURE_PROXY_SSL_HEADER (e.g. "
+        "X-Forwarded-Proto): without it every request looks like plain HTTP behind the proxy "
+        "and would be redirected forever."
+    )
+# Probes and the Prometheus scrape talk to the app's port directly, in plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", False)
+
+
+# --- Production server (`manage.py serve`, `make serve`) --------------------------------------
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+SERVE_HOST = envstr("HOST", "127.0.0.1")
+SERVE_PORT = envint("PORT", 8000, minimum=1)
+if SERVE_PORT > 65535:
+    _fail(f"PORT={SERVE_PORT} is not a TCP port (1-65535).")
+# One worker process per core: a cache hit is CPU-bound Python, so more processes than cores
+# only queue; the threads below overlap the waits of misses (database, Redis).
+WEB_CONCURRENCY = envint("WEB_CONCURRENCY", _cores(), minimum=1)
+# Threads per worker, and so also the database connections each worker may hold open.
+WEB_THREADS = envint("WEB_THREADS", 4, minimum=1)
+
+
+# --- Metrics (/metrics, Prometheus) -----------------------------------------------------------
+# A bearer token Prometheus sends (authorization.credentials in its scrape config); a
+# service-role token works too. Empty: service-role tokens only.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    _fail(
+        "METRICS_TOKEN must be at least 32 characters: "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+
+
+# Several worker processes add up their samples through files here (prometheus-client's
+# multi-process mode); `manage.py serve` makes a private one when it is not set. Created now,
+# before prometheus-client opens its files in it.
+_metrics_dir = envstr("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir:
+    try:
+        os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        _fail(f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir!r} cannot be created: {e.strerror}.")
+
+
 # --- Misc -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
-STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOG_LEVEL = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+# plain: one human-readable line per event; json: one JSON object per line, for log shippers.
+LOG_FORMAT = envchoice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "connectors.logs.RequestIdFilter"},
+        # The development server's own line for a 4xx/5xx would repeat the app's.
+        "no_error_responses": {"()": "connectors.logs.DropErrorResponses"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "connectors.logs.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        },
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "connectors": {"level": LOG_LEVEL},
         "extraction": {"level": LOG_LEVEL},
         "axes": {"level": LOG_LEVEL},
+        # Error responses are logged once, by connectors.middleware.RequestLogMiddleware.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["no_error_responses"],
+        },
     },
 }
+
+if _errors:
+    raise ImproperlyConfigured("\n".join(_errors))

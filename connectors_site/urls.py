@@ -9,6 +9,7 @@ from connectors import health
 from connectors.api import exceptions
 from connectors.api import urls as connectors_api
 from connectors.api.schema import SchemaView
+from connectors.api.views import MetricsView
 from extraction.api import urls as extraction_api
 
 
@@ -33,6 +34,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Not public: the METRICS_TOKEN bearer or a service-role token (connectors/api/views.py).
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]
 
 handler400 = "connectors.api.exceptions.handler400"

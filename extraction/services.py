@@ -19,8 +19,12 @@ def extraction_job_create(*, user_id: str, provider: str) -> ExtractionJob:
     uid = normalize_user_id(user_id)
     name = get_provider(provider).name
     with transaction.atomic():
-        if selectors.connection_get_active(user_id=uid, provider=name) is None:
+        connection = selectors.connection_get_active(user_id=uid, provider=name)
+        if connection is None:
             raise ConnectionRequired(f"Connect {name} before starting an extraction.")
+        # The job will call the provider with this token: a token no key can decrypt fails
+        # here, as a 409 naming the fixes (crypto.TokenDecryptionError), not in the job.
+        connection.access_token  # noqa: B018 - decrypts
         job = ExtractionJob.objects.create(user_id=uid, provider=name)
         connection_set_sync_status(user_id=uid, provider=name, sync_status=SyncStatus.PENDING)
     return job

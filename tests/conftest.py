@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import pytest
 import redis
 from django.conf import settings
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -45,6 +46,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if REQUIRE_SERVICES:
             pytest.fail(f"{message}, but REQUIRE_SERVICES is set")
         pytest.skip(message)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _static_files_from_the_apps() -> Iterator[None]:
+    """In-process tests read static files from the apps (no collectstatic, no manifest); the
+    hashed, compressed production set is tested against a real server (test_production.py)."""
+    with override_settings(
+        STORAGES={
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+        STATIC_ROOT=None,
+        WHITENOISE_USE_FINDERS=True,
+    ):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -138,3 +138,29 @@ def test_the_invalidate_action_needs_the_change_permission(client, alice_id, mak
         {"action": "invalidate_cache", "_selected_action": [row.pk]},
     )
     assert cache.get_cached_platform_status(alice_id) is None
+
+
+def test_a_partial_user_id_search_says_it_needs_a_full_uuid(
+    admin_client, alice_id, make_connection
+):
+    make_connection(alice_id, "github")
+    page = admin_client.get("/admin/connectors/platformconnection/", {"q": alice_id[:8]})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Search needs a full user id (a UUID such as" in html
+    assert alice_id not in html.split("Search needs")[1]  # nothing listed
+    jobs = admin_client.get("/admin/extraction/extractionjob/", {"q": "abc"})
+    assert "Search needs a full user id" in jobs.content.decode()
+
+
+@pytest.mark.redis
+def test_the_invalidate_action_says_one_user_in_the_singular(
+    admin_client, alice_id, make_connection
+):
+    row = make_connection(alice_id, "github")
+    response = admin_client.post(
+        "/admin/connectors/platformconnection/",
+        {"action": "invalidate_cache", "_selected_action": [row.pk]},
+        follow=True,
+    )
+    assert "Invalidated the cache of 1 user." in response.content.decode()

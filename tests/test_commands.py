@@ -1,7 +1,17 @@
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from io import StringIO
+from pathlib import Path
 
 import jwt
 import pytest
@@ -46,7 +56,7 @@ def test_warm_cache_fills_every_active_user_then_finds_them_cached():
 def test_warm_cache_takes_named_users_and_refuses_bad_ids():
     _run("seed_demo", "--users", "3")
     out = _run("warm_cache", "--user", demo_user_id(1))
-    assert "Warmed 1 users" in out
+    assert "Warmed 1 user in" in out
     assert cache.get_cached_platform_status(demo_user_id(1)) is not None
     assert cache.get_cached_platform_status(demo_user_id(2)) is None
     with pytest.raises(CommandError, match="UUID"):
@@ -59,7 +69,7 @@ def test_clear_cache_deletes_by_user_or_by_prefix_and_nothing_else():
     _run("seed_demo", "--users", "3")
     _run("warm_cache")
     out = _run("clear_cache", "--user", demo_user_id(0))
-    assert "Deleted 1 keys for 1 user(s)" in out
+    assert "Deleted 1 key for 1 user in" in out
     assert cache.get_cached_platform_status(demo_user_id(0)) is None
     assert cache.get_cached_platform_status(demo_user_id(1)) is not None
     foreign = f"someone-else:1:platform_status:{{{uuid.uuid4()}}}"
@@ -92,3 +102,145 @@ def test_issue_token_signs_user_and_service_role_tokens():
         _run("issue_token", "not-a-uuid")
     with pytest.raises(CommandError):
         _run("issue_token")
+
+
+@pytest.mark.redis
+def test_bulk_commands_log_a_summary_not_a_line_per_user(caplog):
+    caplog.set_level(logging.INFO, logger="connectors")
+    out = _run("seed_demo", "--users", "30")
+    assert "Done! Seeded 30 demo users" in out
+    out = _run("warm_cache")
+    assert "Done! Warmed" in out
+    per_user = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(("Invalidated", "Cache MISS", "Cache HIT"))
+    ]
+    assert per_user == []
+    caplog.clear()
+    _run("warm_cache", "--user", demo_user_id(0), "-v", "2")  # asked for: the lines are back
+    assert any(r.getMessage().startswith("Cache HIT") for r in caplog.records)
+
+
+def test_summaries_use_the_singular_for_one():
+    out = _run("seed_demo", "--users", "1")
+    assert "Seeded 1 demo user (" in out
+
+
+# --- make run's welcome (manage.py demo_setup) -----------------------------------------------
+def _demo_setup(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    from tests.support.production import ROOT, base_env
+
+    full = base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", **env)
+    for name in ("DJANGO_SECRET_KEY", "SUPABASE_JWT_SECRET", "TOKEN_ENCRYPTION_KEY"):
+        full.pop(name, None)
+    full.update(env)
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert manage("migrate", "-v", "0").returncode == 0
+    result = manage("demo_setup", "--users", "2")
+    rows = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from connectors.models import PlatformConnection as P; print(P.objects.count())",
+    )
+    result.stdout += f"\nrows={rows.stdout.strip()}"
+    return result
+
+
+def test_development_gets_demo_users_and_a_working_curl_line(tmp_path):
+    result = _demo_setup(tmp_path, DJANGO_DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert "Try it:" in result.stdout and "Authorization: Bearer ey" in result.stdout
+    assert "rows=0" not in result.stdout
+
+
+def test_production_settings_get_no_demo_data_and_no_token(tmp_path):
+    result = _demo_setup(
+        tmp_path,
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="s" * 50,
+        SUPABASE_JWT_SECRET="j" * 40,
+        TOKEN_ENCRYPTION_KEY="l9tpR1P3hU6mZSXWbrmQOQxfSzOg0tx2dq8EHUaSShk=",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No demo data and no token: DJANGO_DEBUG is off" in result.stdout
+    assert "Bearer ey" not in result.stdout and "rows=0" in result.stdout
+
+
+def test_with_only_supabase_url_set_it_seeds_but_prints_no_token_and_does_not_fail(tmp_path):
+    result = _demo_setup(tmp_path, DJANGO_DEBUG="1", SUPABASE_URL="https://abc.supabase.co")
+    assert result.returncode == 0, result.stderr
+    assert "No token printed: SUPABASE_JWT_SECRET is not set" in result.stdout
+    assert "Bearer ey" not in result.stdout
+
+
+def test_a_remote_database_gets_no_demo_data_even_in_debug():
+    from connectors.management.commands.demo_setup import is_development
+
+    postgres = "connectors_site.db.postgresql"
+    remote = {"ENGINE": postgres, "HOST": "db.abc.supabase.co"}
+    assert is_development(debug=True, database=remote) == (
+        False,
+        "the database is on db.abc.supabase.co, not this machine",
+    )
+    for host in ("", "127.0.0.1", "localhost", "/var/run/postgresql"):
+        assert is_development(debug=True, database={"ENGINE": postgres, "HOST": host})[0]
+    assert not is_development(debug=False, database={"ENGINE": "sqlite3"})[0]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_with_debug_off_neither_seeds_nor_prints_a_token(tmp_path):
+    """The real `make run`, DJANGO_DEBUG=0: it serves, and there is no demo row or token."""
+    from tests.support.production import ROOT, SECRETS, base_env, free_port
+
+    port = free_port()
+    database = tmp_path / "run.sqlite3"
+    env = base_env(
+        DJANGO_DEBUG="0",
+        DATABASE_URL=f"sqlite:///{database}",
+        PORT=str(port),
+        **SECRETS,
+    )
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            ["make", "run", f"PORT={port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    output = log.read_text()
+    assert "No demo data and no token: DJANGO_DEBUG is off" in output
+    assert "Bearer" not in output
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM connectors_platformconnection").fetchone() == (0,)

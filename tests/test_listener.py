@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -203,7 +204,7 @@ def test_command_once_handles_one_notification_and_summarises(
     assert not thread.is_alive()
     assert cached_version(user) is None
     summary = out.getvalue().strip().splitlines()[-1]
-    assert summary.startswith("Done! 1 notifications, 1 invalidations"), summary
+    assert summary.startswith("Done! 1 notification, 1 invalidation,"), summary
 
 
 def test_command_refuses_sqlite_with_a_clear_message(tmp_path: Path) -> None:
@@ -220,3 +221,36 @@ def test_command_refuses_sqlite_with_a_clear_message(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "needs PostgreSQL" in result.stderr, result.stderr
+
+
+@services
+def test_sigterm_ends_the_command_cleanly_with_its_summary() -> None:
+    """What systemd, Docker and Kubernetes send to stop a service: exit 0, summary printed."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]  # the test database, as pytest-django renamed it
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        url = url.replace("@", f":{db['PASSWORD']}@", 1)
+    env = {**os.environ, "DATABASE_URL": url}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "listen_invalidations"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # blocks until the listener says it is listening
+        assert "Listening on" in first, first + (process.stderr.read() if process.stderr else "")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert out.strip().splitlines()[-1].startswith("Done! 0 notifications, 0 invalidations")
+    assert "Traceback" not in err

@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 BASE_ENV = {
     "DJANGO_SECRET_KEY": "s" * 50,
     "SUPABASE_JWT_SECRET": "j" * 40,
@@ -21,25 +23,28 @@ PROBE = (
 )
 
 
-def _clean_env() -> dict[str, str]:
-    return {
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh Python with this run's configuration variables dropped and `env` given."""
+    clean = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(
             ("DJANGO_", "DATABASE_", "REDIS_", "UPSTASH_", "SUPABASE_", "TOKEN_", "CACHE_")
         )
     }
-
-
-def _load(**env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env={**_clean_env(), **BASE_ENV, **env},
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**clean, **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _load(**env: str) -> subprocess.CompletedProcess[str]:
+    return _run(["-c", PROBE], {**BASE_ENV, **env})
 
 
 def _config(**env: str) -> dict:
@@ -62,8 +67,17 @@ def _config(**env: str) -> dict:
         ({"DATABASE_POOLER": "x"}, "DATABASE_POOLER='x' is not one of"),
         (
             {"SUPABASE_URL": "abc.supabase.co"},
-            "SUPABASE_URL='abc.supabase.co' must be the project URL",
+            "SUPABASE_URL='abc.supabase.co' must be an https:// URL: the project URL",
         ),
+        (
+            {"DJANGO_SECURE_SSL_REDIRECT": "1"},
+            "DJANGO_SECURE_SSL_REDIRECT=1 needs DJANGO_SECURE_PROXY_SSL_HEADER",
+        ),
+        ({"DJANGO_SECURE_PROXY_SSL_HEADER": "X-Proto: https"}, "is not a header name"),
+        ({"DJANGO_CSRF_TRUSTED_ORIGINS": "example.com"}, "list origins with their scheme"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 32 characters"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY='0' must be at least 1"),
+        ({"PORT": "70000"}, "PORT=70000 is not a TCP port"),
     ],
 )
 def test_bad_values_fail_with_improperly_configured(env, message):
@@ -71,6 +85,48 @@ def test_bad_values_fail_with_improperly_configured(env, message):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return _run(list(args), {"REDIS_URL": "redis://127.0.0.1:6379/8", **env})
+
+
+BAD = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "",
+    "TOKEN_ENCRYPTION_KEY": "not-a-key",
+    "CACHE_LEASE_MS": "soon",
+    "LOG_FORMAT": "xml",
+}
+EXPECTED = [
+    "DJANGO_SECRET_KEY is not set",
+    "Neither SUPABASE_URL nor SUPABASE_JWT_SECRET is set",
+    "TOKEN_ENCRYPTION_KEY must be comma-separated Fernet keys",
+    "CACHE_LEASE_MS='soon' is not a whole number",
+    "LOG_FORMAT='xml' is not one of: plain, json",
+]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["manage.py", "migrate"],
+        ["manage.py", "serve"],
+        ["manage.py", "listen_invalidations"],
+        ["-c", "import connectors_site.wsgi"],
+    ],
+    ids=["migrate", "serve", "listen_invalidations", "wsgi"],
+)
+def test_every_configuration_error_is_one_line_all_at_once_without_traceback(command):
+    result = _manage(*command, **BAD)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert len(lines) == len(EXPECTED), result.stderr
+    assert all(line.startswith("Configuration error: ") for line in lines), lines
+    for expected in EXPECTED:
+        assert sum(expected in line for line in lines) == 1, (expected, lines)
+    assert result.stdout == ""
 
 
 def test_no_configuration_means_sqlite_and_no_cache_and_importing_settings_prints_nothing():
@@ -86,14 +142,7 @@ def test_no_configuration_means_sqlite_and_no_cache_and_importing_settings_print
 
 
 def test_caching_off_is_one_system_check_warning_naming_the_fix():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        env={**_clean_env(), "DJANGO_DEBUG": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(["manage.py", "check"], {"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert output.count("connectors.W001") == 1

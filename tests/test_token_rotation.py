@@ -14,6 +14,7 @@ from django.db import connection
 
 from connectors.crypto import TokenDecryptionError
 from connectors.models import PlatformConnection
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +100,7 @@ def test_without_rotation_dropping_the_old_key_breaks_reads_loudly(settings, row
     settings.TOKEN_ENCRYPTION_KEYS = [KEY_B]
     with pytest.raises(TokenDecryptionError) as excinfo:
         PlatformConnection.objects.get(pk=rows[0].pk).access_token  # noqa: B018
-    assert "was a key removed before rotate" in str(excinfo.value)
+    assert "If a key was removed before `manage.py rotate_token_key`" in str(excinfo.value)
     assert rows[0].access_token not in str(excinfo.value)
     assert raw_tokens(rows[0].pk)[0] not in str(excinfo.value)
 
@@ -111,7 +112,7 @@ def test_tokens_no_key_can_read_are_reported_and_left_alone(settings, rows):
     )
     orphan_raw = raw_tokens(orphan.pk)
     settings.TOKEN_ENCRYPTION_KEYS = [KEY_B, KEY_A]
-    with pytest.raises(CommandError, match="1 tokens could not be decrypted"):
+    with pytest.raises(CommandError, match="1 token could not be decrypted"):
         rotate()
     assert raw_tokens(orphan.pk) == orphan_raw
     settings.TOKEN_ENCRYPTION_KEYS = [KEY_B]
@@ -124,3 +125,77 @@ def test_the_command_explains_itself():
     assert Command.help.count("\n") == 0 and Command.help.endswith(".")
     with pytest.raises(CommandError, match="--batch-size must be positive"):
         rotate(batch_size=0)
+
+
+# --- A token no configured key opens (a key dropped too early, demo rows, a lost key) --------
+@pytest.fixture
+def unreadable(settings: Any, rows: list[PlatformConnection]) -> PlatformConnection:
+    """rows[0] (github) was encrypted under A; only an unrelated key is configured now."""
+    settings.TOKEN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    return rows[0]
+
+
+def test_loading_rows_never_decrypts_so_lists_and_status_still_work(unreadable, admin_client):
+    row = PlatformConnection.objects.get(pk=unreadable.pk)  # no error: nothing decrypted yet
+    assert row.provider == "github"
+    page = admin_client.get("/admin/connectors/platformconnection/")
+    assert page.status_code == 200 and str(unreadable.user_id) in page.content.decode()
+    change = admin_client.get(f"/admin/connectors/platformconnection/{row.pk}/change/")
+    assert change.status_code == 200
+    user = str(unreadable.user_id)
+    status = client_for(user).get(f"/api/connectors/status/{user}")
+    assert status.status_code == 200
+    assert status.json()["data"]["platforms"]["github"]["connected"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_disconnect_does_not_need_the_token(unreadable):
+    user = str(unreadable.user_id)
+    response = client_for(user).delete(f"/api/connectors/github/{user}")
+    assert response.status_code == 200, response.content
+    assert raw_tokens(unreadable.pk) == (None, None)
+
+
+def test_a_sync_status_write_keeps_the_sealed_token_as_it_was(unreadable):
+    from connectors.models import SyncStatus
+    from connectors.services import connection_set_sync_status
+
+    before = raw_tokens(unreadable.pk)
+    connection_set_sync_status(
+        user_id=str(unreadable.user_id), provider="github", sync_status=SyncStatus.FAILED
+    )
+    row = PlatformConnection.objects.get(pk=unreadable.pk)
+    row.last_sync_error = "saved whole, tokens untouched"
+    row.save()  # every column written back: the ciphertext unchanged, never decrypted
+    assert raw_tokens(unreadable.pk) == before
+
+
+def test_a_job_that_needs_the_token_is_a_409_naming_the_fixes(unreadable):
+    user = str(unreadable.user_id)
+    response = client_for(user).post("/api/extraction/jobs", {"provider": "github"}, format="json")
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "token_unreadable"
+    assert (
+        "rotate_token_key" in error["message"]
+        and "TOKEN_ENCRYPTION_KEY=new,old" in error["message"]
+    )
+    assert "reconnect" in error["message"]
+    assert raw_tokens(unreadable.pk)[0] not in error["message"]
+
+
+def test_forget_unreadable_clears_them_and_asks_the_user_to_reconnect(settings, unreadable, rows):
+    with pytest.raises(CommandError, match="--forget-unreadable"):
+        rotate()
+    output = rotate(forget_unreadable=True)
+    assert "unreadable tokens cleared" in output
+    assert "Done! Re-encrypted 0 tokens" in output
+    for row in rows:
+        if row.access_token is not None or row.refresh_token is not None:
+            assert raw_tokens(row.pk) == (None, None)
+    after = PlatformConnection.objects.get(pk=unreadable.pk)
+    assert after.status == "expired" and after.access_token is None
+    user = str(unreadable.user_id)
+    github = client_for(user).get(f"/api/connectors/status/{user}").json()["data"]["platforms"]
+    assert github["github"]["connected"] is False and github["github"]["status"] == "expired"
+    assert "Re-encrypted 0 tokens" in rotate()  # nothing unreadable is left

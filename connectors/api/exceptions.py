@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from connectors import metrics
 from connectors.api.throttling import throttle_failed_authentication
 from connectors.auth import AuthUnavailable
 from connectors.errors import CacheUnavailable, DomainError
@@ -77,7 +78,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             error_body("cache_unavailable", str(exc)), status=503, headers={"Retry-After": "5"}
         )
     if isinstance(exc, DatabaseError):
-        logger.error("Database error: %s", exc.__class__.__name__)
+        # The response gets its one log line (connectors.middleware); the class is a detail.
+        logger.debug("Database error: %s", exc.__class__.__name__)
+        metrics.record_db_error("request")
         return Response(
             error_body("database_unavailable", "The database is unavailable; try again shortly."),
             status=503,

@@ -7,7 +7,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from connectors.auth import SupabasePrincipal, confirm_session
+from connectors.auth import METRICS_ROLE, SupabasePrincipal, confirm_session
 from connectors.ids import strict_user_id
 
 
@@ -60,6 +60,19 @@ class IsServiceRoleOrStaff(BasePermission):
         if isinstance(user, SupabasePrincipal):
             return user.is_service_role
         return bool(user and getattr(user, "is_staff", False) and user.is_active)
+
+
+class CanScrapeMetrics(BasePermission):
+    """A service-role token or the METRICS_TOKEN bearer; never "from loopback", since behind a
+    reverse proxy on the same host every request comes from loopback."""
+
+    message = "Needs the METRICS_TOKEN bearer or a service-role token."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return isinstance(user, SupabasePrincipal) and (
+            user.is_service_role or user.role == METRICS_ROLE
+        )
 
 
 STRICT_WRITE_ACTIONS = frozenset({"callback", "disconnect", "reset"})

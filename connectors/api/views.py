@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import DatabaseError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
@@ -9,10 +12,12 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from connectors import cache, oauth, selectors, services
+from connectors import cache, metrics, oauth, selectors, services
 from connectors.api import envelope, schema
 from connectors.api.permissions import (
+    CanScrapeMetrics,
     ConfirmedSessionForWrites,
     IsServiceRoleOrStaff,
     acting_user_id,
@@ -20,7 +25,7 @@ from connectors.api.permissions import (
     validated_body,
 )
 from connectors.api.serializers import CallbackSerializer, ConnectionSerializer
-from connectors.auth import SupabaseJWTAuthentication
+from connectors.auth import MetricsTokenAuthentication, SupabaseJWTAuthentication
 from connectors.providers import get_provider
 
 
@@ -105,3 +110,20 @@ class CacheStatsViewSet(viewsets.ViewSet):
     )
     def retrieve(self, request: Request) -> Response:  # one document, not a list
         return envelope.success(cache.cache_stats())
+
+
+class MetricsView(APIView):
+    """Prometheus' scrape: every worker's samples, and the outbox backlog read at scrape time."""
+
+    authentication_classes = [MetricsTokenAuthentication, SupabaseJWTAuthentication]
+    permission_classes = [CanScrapeMetrics]
+    throttle_classes: list[Any] = []
+    schema = None  # not part of the API's OpenAPI document
+
+    def get(self, request: Request) -> HttpResponse:
+        body, content_type = metrics.exposition(
+            accept=request.headers.get("Accept"),
+            outbox=selectors.outbox_backlog,
+            database_error=DatabaseError,
+        )
+        return HttpResponse(body, content_type=content_type)

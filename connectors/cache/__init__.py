@@ -39,6 +39,7 @@ from connectors.cache.keys import (
 )
 from connectors.cache.listener import (
     InvalidationListener,
+    ListenerStats,
     ListenerUnsupported,
     conninfo_from_settings,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "TTL_SECONDS",
     "CachedRead",
     "InvalidationListener",
+    "ListenerStats",
     "ListenerUnsupported",
     "Loader",
     "Slot",

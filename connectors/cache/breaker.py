@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from connectors import metrics
+
 logger = logging.getLogger("connectors.cache")
 
 
@@ -50,6 +52,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probe_in_flight = False
         self.transitions = 0
+        metrics.record_breaker_state(name, State.CLOSED)
 
     @property
     def state(self) -> State:
@@ -114,6 +117,7 @@ class CircuitBreaker:
             self._failures = 0
             self._probe_in_flight = False
             self.transitions = 0
+        metrics.record_breaker_state(self.name, State.CLOSED)
 
     def _open(self, reason: str) -> None:
         self._opened_at = self._clock()
@@ -124,5 +128,6 @@ class CircuitBreaker:
             return
         previous, self._state = self._state, state
         self.transitions += 1
+        metrics.record_breaker_transition(self.name, previous, state)
         log = logger.warning if state is State.OPEN else logger.info
         log("Circuit breaker %s: %s -> %s (%s)", self.name, previous, state, reason)

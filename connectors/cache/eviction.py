@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import redis
 
+from connectors import metrics
 from connectors.cache import store
 from connectors.cache.keys import Slot, status_slot
 from connectors.errors import CacheUnavailable
@@ -27,6 +28,7 @@ def evict(slot: Slot) -> bool:
         store.call(lambda r: r.delete(*keys), force=True)
     except CacheUnavailable as e:
         logger.error("Could not invalidate %s (kept for replay): %s", slot.describe(), e)
+        metrics.record_invalidation_failure()
         return False
     logger.info(
         "Invalidated %s cache for %s %s (%.1fms)",
@@ -55,5 +57,6 @@ def evict_users(user_ids: Iterable[str], *, bypass_breaker: bool = False) -> boo
         store.call(delete_all, bypass_breaker=bypass_breaker)
     except CacheUnavailable as e:
         logger.warning("Could not replay %d invalidation(s): %s", len(slots), e)
+        metrics.record_invalidation_failure(len(slots))
         return False
     return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from connectors import metrics
 from connectors.cache import outbox
 from connectors.cache.eviction import evict
 from connectors.cache.keys import Slot, job_slot, status_slot
@@ -26,21 +27,27 @@ def _dirty_keys(conn: BaseDatabaseWrapper) -> set[str]:
     return dirty
 
 
-def invalidate_platform_status_cache(user_id: object) -> bool:
+def invalidate_platform_status_cache(user_id: object, *, source: str = "admin") -> bool:
     """Drop the user's entry and any outstanding lease now. False if Redis could not be told."""
-    return evict(status_slot(user_id))
+    delivered = evict(status_slot(user_id))
+    if delivered:
+        metrics.record_invalidations(source)
+    return delivered
 
 
-def invalidate_platform_status_on_commit(user_id: object, *, using: str | None = None) -> None:
-    """Invalidate once the current transaction commits (at once in autocommit)."""
-    schedule(status_slot(user_id), using)
+def invalidate_platform_status_on_commit(
+    user_id: object, *, using: str | None = None, source: str = "signal"
+) -> None:
+    """Invalidate once the current transaction commits (at once in autocommit). `source` names
+    the kind of write in the invalidations metric (signal, update, admin, ...)."""
+    schedule(status_slot(user_id), using, source)
 
 
 def invalidate_extraction_job_on_commit(job_id: object, *, using: str | None = None) -> None:
-    schedule(job_slot(job_id), using)
+    schedule(job_slot(job_id), using, "signal")
 
 
-def schedule(slot: Slot, using: str | None) -> None:
+def schedule(slot: Slot, using: str | None, source: str) -> None:
     conn = transaction.get_connection(using)
     pending: list[int] | None = None
     if conn.in_atomic_block:
@@ -50,10 +57,14 @@ def schedule(slot: Slot, using: str | None) -> None:
             # those others committed before are all committed by the time the DEL below runs,
             # so that DEL covers them, and it follows the commit without a query in between.
             pending = outbox.pending_ids_for(slot.ident, using=using)
-    transaction.on_commit(lambda: _after_commit(slot, conn, pending), using=using, robust=True)
+    transaction.on_commit(
+        lambda: _after_commit(slot, conn, pending, source), using=using, robust=True
+    )
 
 
-def _after_commit(slot: Slot, conn: BaseDatabaseWrapper, pending: list[int] | None) -> None:
+def _after_commit(
+    slot: Slot, conn: BaseDatabaseWrapper, pending: list[int] | None, source: str
+) -> None:
     if slot.kind == "platform_status":
         if pending is None:
             # Autocommit: the write is committed already. Rows visible now committed before
@@ -61,6 +72,7 @@ def _after_commit(slot: Slot, conn: BaseDatabaseWrapper, pending: list[int] | No
             pending = outbox.pending_ids_for(slot.ident, using=conn.alias)
         if evict(slot):
             outbox.acknowledge_soon(pending, using=conn.alias)
+            metrics.record_invalidations(source)
     else:
         evict(slot)
     if not conn.in_atomic_block:

@@ -20,6 +20,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
+from connectors import metrics
 from connectors.cache.invalidation import invalidate_platform_status_cache
 from connectors.cache.maintenance import invalidate_all_platform_status
 from connectors.errors import CacheUnavailable, InvalidUserId
@@ -138,6 +139,7 @@ class InvalidationListener:
                 conn = psycopg.connect(autocommit=True, **self._conninfo())
             except psycopg.Error as e:
                 self.stats.failures += 1
+                metrics.record_db_error("listener")
                 self._change_state(
                     "down",
                     f"Cannot connect to Postgres ({_one_line(e)}); "
@@ -154,6 +156,7 @@ class InvalidationListener:
             except psycopg.Error as e:
                 self._went_away()
                 self.stats.failures += 1
+                metrics.record_db_error("listener")
                 self._change_state(
                     "down", f"Lost the Postgres connection ({_one_line(e)}); reconnecting"
                 )
@@ -207,6 +210,7 @@ class InvalidationListener:
             self._change_state("redis-down", f"Cannot bump the cache epoch ({e}); will retry")
             return None
         self._resync_needed = False
+        metrics.record_invalidations("epoch")
         self.stats.epoch_bumps += 1
         self.stats.epoch_keys += deleted
         return deleted
@@ -240,7 +244,7 @@ class InvalidationListener:
             self._resync()
             return
         try:
-            ok = invalidate_platform_status_cache(payload)
+            ok = invalidate_platform_status_cache(payload, source="notify")
         except InvalidUserId:
             self.stats.bad_payloads += 1
             logger.warning("Ignoring notification with payload %r: not a user id", payload[:80])

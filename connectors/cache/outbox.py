@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
+from connectors import metrics
 from connectors.cache import eviction, store
 from connectors.cache.threads import PerProcessThread
 from connectors.models import PendingInvalidation
@@ -124,6 +125,7 @@ def replay(*, older_than: float | None = None, batch: int = 1000) -> bool:
         users = {str(user_id) for _, user_id in rows}
         if not eviction.evict_users(users, bypass_breaker=True):
             return False
+        metrics.record_invalidations("outbox_replay", len(users))
         acknowledge_soon([row_id for row_id, _ in rows])
         logger.info("Replayed %d pending invalidation(s) for %d user(s)", len(rows), len(users))
         if len(rows) < batch:
@@ -137,6 +139,7 @@ def sweep_once() -> bool:
         delivered = replay(older_than=settings.CACHE_OUTBOX_GRACE_SECONDS)
     except DatabaseError as e:
         # Nothing can be learned without the database; keep the current verdict.
+        metrics.record_db_error("outbox")
         logger.debug("Outbox sweep skipped, database unavailable: %s", e)
         return False
     store.set_undelivered(not delivered)

@@ -22,6 +22,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
+from connectors import metrics
 from connectors.cache import invalidation, outbox, recovery, scripts, store
 from connectors.cache.entry import MAX_ENTRY_BYTES, CachedRead, Entry, decode, encode
 from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
@@ -75,6 +76,7 @@ def _usable(slot: Slot) -> bool:
 
 def _read_through(slot: Slot, loader: Loader) -> CachedRead:
     if not _usable(slot):
+        metrics.record_cache_read("bypass")
         return CachedRead.from_data(loader())
     started = time.perf_counter()
     key = store.full_key(slot.key)
@@ -104,6 +106,7 @@ def _read_through(slot: Slot, loader: Loader) -> CachedRead:
 def _hit(entry: Entry, *, stale: bool = False) -> CachedRead:
     """A read answered from Redis: counted, and served as the entry's own bytes."""
     counters.record("hits")
+    metrics.record_cache_read("stale" if stale else "hit")
     return entry.served(stale=stale)
 
 
@@ -113,7 +116,7 @@ def _load_after_redis_failed(slot: Slot, key: str, loader: Loader) -> CachedRead
     and while Postgres is down a user with a cached entry must still be served. That second
     GET is as fresh as any hit: it reads what invalidation left."""
     try:
-        return CachedRead.from_data(loader())
+        result = CachedRead.from_data(loader())
     except DatabaseError:
         try:
             raw = store.call(lambda r: read_bounded(r, key))
@@ -122,6 +125,9 @@ def _load_after_redis_failed(slot: Slot, key: str, loader: Loader) -> CachedRead
         entry = _decode(raw, slot, key) if raw is not None else None
         if entry is None:
             raise
+    else:
+        metrics.record_cache_read("bypass")
+        return result
     logger.warning(
         "Serving %s from Redis on a second try: the first failed and so did the database",
         slot.describe(),
@@ -145,6 +151,7 @@ def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
             )
         except CacheUnavailable as e:
             logger.debug("Reading %s from DB: %s", slot.describe(), e)
+            metrics.record_cache_read("bypass")
             return CachedRead.from_data(loader())
         if reply[0] == 1:
             entry = _decode(reply[1], slot, key)
@@ -164,7 +171,11 @@ def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
             # without caching rather than keep this request waiting longer.
             logger.warning("Lease wait for %s timed out; reading DB", slot.describe())
             counters.record("misses")
+            metrics.record_cache_read("miss")
+            metrics.record_lease_wait_timeout()
             return CachedRead.from_data(loader())
+        if pause == 0.002:  # this read's first wait for another reader's fill
+            metrics.record_lease_wait()
         time.sleep(pause)
         pause = min(pause * 1.5, 0.02)
 
@@ -183,6 +194,8 @@ def fill_holding_lease(slot: Slot, lease_key: str, token: str, loader: Loader) -
     result = CachedRead.from_data(data)
     stored = store_with_lease(slot, result, lease_key, token, db_seconds)
     counters.record("misses")
+    metrics.record_cache_read("miss")
+    metrics.record_fill(stored=stored)
     logger.info(
         "Cache MISS: %s (%.1fms DB, %s)",
         slot.describe(),

@@ -18,6 +18,7 @@ from django_redis.cache import RedisCache
 from django_redis.exceptions import ConnectionInterrupted
 from django_redis.pool import get_connection_factory
 
+from connectors import metrics
 from connectors.cache.breaker import CircuitBreaker, Permit, State
 from connectors.errors import CacheUnavailable
 
@@ -121,6 +122,7 @@ def call[T](
     try:
         result = operation(redis_client())
     except REDIS_ERRORS as e:
+        metrics.record_redis_error()
         if guarded:
             breaker.record_failure(e)
         raise CacheUnavailable(f"Redis is unavailable: {e}") from e
@@ -134,6 +136,7 @@ def call_maintenance[T](operation: Callable[[redis.Redis], T]) -> T:
     try:
         return operation(maintenance_client())
     except REDIS_ERRORS as e:
+        metrics.record_redis_error()
         raise CacheUnavailable(f"Redis is unavailable: {e}") from e
 
 

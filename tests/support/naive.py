@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from connectors import metrics
 from connectors.cache import eviction, invalidation, readthrough, store
 from connectors.cache.entry import CachedRead, Entry, encode
 from connectors.cache.keys import Slot
@@ -22,7 +23,7 @@ from connectors.cache.stats import counters
 from connectors.errors import CacheUnavailable
 
 
-def _invalidate_inside_the_transaction(slot: Slot, using: str | None) -> None:
+def _invalidate_inside_the_transaction(slot: Slot, using: str | None, source: str) -> None:
     eviction.evict(slot)
 
 
@@ -41,6 +42,7 @@ def _plain_set_miss(slot: Slot, key: str, loader: Loader, started: float) -> Cac
     with contextlib.suppress(CacheUnavailable):
         store.call(lambda r: r.set(key, payload, px=ttl_ms(slot)))
     counters.record("misses")
+    metrics.record_cache_read("miss")
     return result
 
 

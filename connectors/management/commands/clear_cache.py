@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from connectors import cache
 from connectors.errors import CacheUnavailable, InvalidUserId
@@ -39,9 +40,13 @@ class Command(BaseCommand):
         except (InvalidUserId, CacheUnavailable) as e:
             raise CommandError(str(e)) from e
         scope = (
-            f"{len(user_ids):,} user(s)" if user_ids else f"prefix {settings.CACHE_KEY_PREFIX!r}"
+            f"{len(user_ids):,} user{pluralize(len(user_ids))}"
+            if user_ids
+            else f"prefix {settings.CACHE_KEY_PREFIX!r}"
         )
         elapsed = time.perf_counter() - started
         self.stdout.write(
-            self.style.SUCCESS(f"Done! Deleted {deleted:,} keys for {scope} in {elapsed:.2f} s.")
+            self.style.SUCCESS(
+                f"Done! Deleted {deleted:,} key{pluralize(deleted)} for {scope} in {elapsed:.2f} s."
+            )
         )

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from connectors import cache
-from connectors.cache import InvalidationListener, ListenerUnsupported, conninfo_from_settings
+from connectors.cache import (
+    InvalidationListener,
+    ListenerStats,
+    ListenerUnsupported,
+    conninfo_from_settings,
+)
 
 
 class Command(BaseCommand):
@@ -46,6 +55,15 @@ class Command(BaseCommand):
             log=lambda line: self.stdout.write(line),
         )
         started = time.perf_counter()
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            # systemd, Docker and Kubernetes stop a service with SIGTERM: finish the current
+            # poll (at most half a second), print the summary, exit 0.
+            listener.stop()
+
+        # Signal handlers belong to the main thread (tests run the command in another one).
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, stop) if in_main else None
         try:
             stats = listener.run(
                 max_seconds=options["max_seconds"],
@@ -55,10 +73,20 @@ class Command(BaseCommand):
             raise CommandError(str(e)) from e
         except KeyboardInterrupt:
             stats = listener.stats
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Done! {stats.notifications:,} notifications, {stats.invalidations:,} "
-                f"invalidations, {stats.epoch_bumps:,} epoch bumps ({stats.epoch_keys:,} keys), "
-                f"{stats.failures:,} connection failures in {time.perf_counter() - started:.2f} s."
-            )
-        )
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
+        self.stdout.write(self.style.SUCCESS(summary(stats, time.perf_counter() - started)))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{pluralize(n)}"
+
+
+def summary(stats: ListenerStats, seconds: float) -> str:
+    return (
+        f"Done! {_count(stats.notifications, 'notification')}, "
+        f"{_count(stats.invalidations, 'invalidation')}, "
+        f"{_count(stats.epoch_bumps, 'epoch bump')} ({_count(stats.epoch_keys, 'key')}), "
+        f"{_count(stats.failures, 'connection failure')} in {seconds:.2f} s."
+    )

@@ -3,13 +3,16 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
+from connectors import logs
 from connectors.models import ConnectionStatus, PlatformConnection, SyncStatus
 from connectors.providers import PROVIDERS
 
@@ -74,10 +77,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
-        rows = seed(users=options["users"], seed_value=options["seed"])
+        # One summary, not an "Invalidated" line per user (-v 2 keeps those).
+        with logs.quiet("connectors.cache") if options["verbosity"] < 2 else nullcontext():
+            rows = seed(users=options["users"], seed_value=options["seed"])
+        users = options["users"]
         self.stdout.write(
             self.style.SUCCESS(
-                f"Done! Seeded {options['users']:,} demo users ({rows:,} connection rows) in "
-                f"{time.perf_counter() - started:.1f} s. First user: {demo_user_id(0)}"
+                f"Done! Seeded {users:,} demo user{pluralize(users)} ({rows:,} connection "
+                f"row{pluralize(rows)}) in {time.perf_counter() - started:.1f} s. "
+                f"First user: {demo_user_id(0)}"
             )
         )

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from connectors import cache, selectors
+from connectors import cache, logs, selectors
 from connectors.errors import InvalidUserId
 from connectors.ids import normalize_user_id
 from connectors.models import PlatformConnection
@@ -66,12 +68,15 @@ class Command(BaseCommand):
             )
         except InvalidUserId as e:
             raise CommandError(e.message) from e
-        filled, already = warm(
-            user_ids, progress=lambda i, n: self.stdout.write(f"  {i:,}/{n:,} users")
-        )
+        # One summary, not the cache layer's MISS line per user (-v 2 keeps those).
+        with logs.quiet("connectors.cache") if options["verbosity"] < 2 else nullcontext():
+            filled, already = warm(
+                user_ids, progress=lambda i, n: self.stdout.write(f"  {i:,}/{n:,} users")
+            )
+        n = len(user_ids)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Done! Warmed {len(user_ids):,} users in {time.perf_counter() - started:.1f} s "
+                f"Done! Warmed {n:,} user{pluralize(n)} in {time.perf_counter() - started:.1f} s "
                 f"({filled:,} filled, {already:,} already cached)."
             )
         )
