@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from connectors import oauth
 from connectors.models import OAuthStateUse, PlatformConnection
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,7 +18,7 @@ from django.db import connection
 from connectors import cache, outbox
 from connectors.breaker import State
 from connectors.models import PendingInvalidation
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 

@@ -30,7 +30,7 @@ import pytest
 from django.contrib.staticfiles import finders
 
 from connectors.providers import PROVIDERS
-from tests.conftest import free_port
+from tests.support.procs import free_port
 from tests.test_settings import BASE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
