@@ -127,9 +127,9 @@ def write_paths(iterations: int) -> tuple[dict[str, dict[str, Any]], list[float]
     from django.db import connection, transaction
 
     from connectors import cache, selectors
-    from connectors.consistency import TABLE, quiet_cache_logs, seed_users
     from connectors.listener import InvalidationListener
     from connectors.models import PlatformConnection
+    from tests.support.workloads import TABLE, quiet_cache_logs, seed_users
 
     provider = "github"
     users = seed_users(50, [provider])
@@ -265,7 +265,7 @@ def child(args: argparse.Namespace) -> int:
     django.setup()
     from django.core.management import call_command
 
-    from connectors import consistency
+    from tests.support import workloads as consistency
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()

@@ -11,7 +11,8 @@ import time
 import pytest
 from django.test import override_settings
 
-from connectors import cache, consistency
+from connectors import cache
+from tests.support import workloads as consistency
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 pytestmark = [

@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
-from connectors import cache, consistency, selectors
+from connectors import cache, selectors
 from connectors.listener import InvalidationListener, conninfo_from_settings
+from tests.support import workloads as consistency
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 needs_services = [
