@@ -26,7 +26,7 @@ Times are time.monotonic(): CLOCK_MONOTONIC is system-wide on Linux, so they com
 harness's fault timestamps. Prints `START <t0>` once sending begins; writes every record as JSON
 to the output path at the end.
 
-Usage: python bench/loadgen.py CONFIG_JSON OUTPUT_JSON
+Usage: python -m bench.loadgen CONFIG_JSON OUTPUT_JSON
 """
 
 from __future__ import annotations

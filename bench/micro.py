@@ -1,4 +1,5 @@
-"""In-process micro benchmark of the status hit path (bench/run.py runs it; env comes from there).
+"""In-process micro benchmark of the status hit path (`python -m bench.micro PROFILE_OUT`, run
+by bench/run.py with the served app's environment).
 
 Calls Django's real WSGI handler (all middleware, DRF, the service-role JWT check, the view) with
 hand-built WSGI environs, no HTTP server and no socket to the client, so what is left is the
@@ -33,8 +34,7 @@ def main() -> None:
     profile_out = sys.argv[1]
     n = int(os.environ.get("BENCH_MICRO_N", "5000"))
     n_users = int(os.environ.get("BENCH_MICRO_USERS", "200"))
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectors_site.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
@@ -47,7 +47,7 @@ def main() -> None:
     from connectors.auth import issue_token
 
     assert cache.enabled(), "micro benchmark needs REDIS_URL"
-    assert settings.BENCH_CEILING, "micro benchmark needs BENCH_CEILING=1"
+    assert getattr(settings, "BENCH_CEILING", False), "micro benchmark needs BENCH_CEILING=1"
     handler = WSGIHandler()
     token = issue_token(user_id=None, service_role=True, ttl_seconds=3600)
     with open(os.environ["BENCH_USERS_FILE"]) as f:

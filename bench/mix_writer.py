@@ -12,7 +12,7 @@ Each write is one Postgres transaction. Users are drawn with the same Zipf law a
 Prints one line `BENCH_JSON {...}` with the counts, and how many passes this process's outbox
 sweeper made (one transaction each).
 
-Usage: python bench/mix_writer.py USERS_FILE RATE_PER_S SECONDS ZIPF_S
+Usage: python -m bench.mix_writer USERS_FILE RATE_PER_S SECONDS ZIPF_S
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ def main() -> None:
         float(sys.argv[3]),
         float(sys.argv[4]),
     )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectors_site.settings")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
