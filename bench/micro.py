@@ -1,19 +1,11 @@
 """In-process micro benchmark of the status hit path (`python -m bench.micro PROFILE_OUT`, run
 by bench/run.py with the served app's environment).
 
-Calls Django's real WSGI handler (all middleware, DRF, the service-role JWT check, the view) with
-hand-built WSGI environs, no HTTP server and no socket to the client, so what is left is the
-framework and the cache hit. Measures, for N requests each:
-
-* /healthz (plain Django view + middleware), the ceiling view (same DRF stack, constant body)
-  and a status hit: microseconds per request;
-* Redis round trips per hit: every `send_packed_command` of a redis-py connection made by the
-  benchmark thread (a pipeline is one round trip, so is a GET or an EVALSHA); the cache-stats
-  flusher thread is not counted;
-* DB queries per hit: Django execute_wrapper count, plus whether any DB connection was opened;
-* a cProfile of the hits: top 20 functions by own time and by cumulative time.
-
-Prints `BENCH_JSON {...}`; writes the profile text to argv[1].
+Django's real WSGI handler (all middleware, DRF, the service-role JWT check, the view) called with
+hand-built environs, no HTTP server: microseconds per request for /healthz, the ceiling and a
+status hit; Redis round trips per hit (every `send_packed_command` of the benchmark thread); DB
+queries per hit; the pieces of a hit timed alone; a cProfile of the hits, written to PROFILE_OUT.
+Prints `BENCH_JSON {...}`.
 """
 
 from __future__ import annotations
