@@ -135,24 +135,6 @@ def sleep_until(t: float) -> None:
         time.sleep(delay)
 
 
-def start_warmers(h: FaultsHarness, env: dict[str, str]) -> list[subprocess.Popen[Any]]:
-    """The service's own warm_cache, two processes over halves of the users, started before
-    gunicorn so that both boot at once: the run budget is tight on 2 cores."""
-    warmers = []
-    for half in (h.info["users"][0::2], h.info["users"][1::2]):
-        args = [a for u in half for a in ("--user", u)]
-        warmers.append(
-            h.spawn(
-                [PY, "manage.py", "warm_cache", *args],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    return warmers
-
-
 def inject(h: FaultsHarness, scenario: str, name: str, t0: float) -> tuple[float, float]:
     """The scenario's fault at t0 + fault_at, and its end; when each happened."""
     o = h.opts
@@ -198,16 +180,13 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
     # Rows the naive config never replays must not leak into the next run.
     h.psql("TRUNCATE connectors_pendinginvalidation")
     env = h.app_env(config=config, redis=redis, prefix=prefix)
-    warmers = start_warmers(h, env) if redis else []
+    # Started before gunicorn so that both boot at once: the run budget is tight on 2 cores.
+    warmers = h.start_warm_cache(h.info["users"], env) if redis else []
     app = h.serve(env, name)
     warm_note = ""
     try:
         warm_started = time.monotonic()
-        for proc in warmers:
-            out, _ = proc.communicate(timeout=300)
-            h.forget(proc)
-            if proc.returncode != 0:
-                raise RuntimeError(f"warm_cache failed:\n{out[-2000:]}")
+        h.wait_warm_cache(warmers)
         if warmers:
             warm_note = f"{len(h.info['users']):,} users warmed by 2 x warm_cache (+{time.monotonic() - warm_started:.1f} s after gunicorn was up)"
         cfg = {

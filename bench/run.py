@@ -8,13 +8,12 @@ How it measures, the knobs (BENCH_USERS, BENCH_DURATION, ...) and what it writes
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.harness import tools
-from bench.harness.env import PY, ROOT
+from bench.harness.env import PY
 from bench.harness.postgres import SHARED_ADMIN_URL, create_database, drop_database
 from bench.harness.procs import interrupt_on_termination
 from bench.run_measure import (
@@ -98,22 +97,7 @@ def warm_every_user(h: BenchHarness, env: dict[str, str]) -> None:
     missing = all_users
     r = h.redis.client(db=12)
     for _ in range(3):
-        halves = [missing[0::2], missing[1::2]]
-        warmers = [
-            subprocess.Popen(
-                [PY, "manage.py", "warm_cache", *[f"--user={u}" for u in half]],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for half in halves
-            if half
-        ]
-        for w in warmers:
-            _, err = w.communicate(timeout=300)
-            if w.returncode != 0:
-                raise RuntimeError(f"warm_cache failed: {err.decode()[-2000:]}")
+        h.wait_warm_cache(h.start_warm_cache(missing, env))
         pipe = r.pipeline(transaction=False)
         for user in missing:
             pipe.exists(f"{h.prefix}:1:platform_status:{{{user}}}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.harness.cpu import CpuWatch
 from bench.harness.env import BENCH, PY, ROOT, app_env, envflt, envint, make_log, make_secrets
+from bench.harness.postgres import SHARED_ADMIN_URL, database_url
 from bench.harness.procs import Harness
 from tests.support.procs import psql, sh
 
@@ -76,7 +77,7 @@ class BenchHarness(Harness):
     def app_env(self, *, redis: bool = True, latency_ms: float = 0.0) -> dict[str, str]:
         """The served app's environment (and manage.py's, the side writer's, micro's)."""
         env = app_env(
-            database_url=f"postgres://postgres@127.0.0.1:5432/{self.db_name}",
+            database_url=database_url(SHARED_ADMIN_URL, self.db_name),
             redis_url=f"redis://127.0.0.1:{self.redis.port}/12" if redis else None,
             prefix=self.prefix,
             secret_env=self.secrets,
@@ -260,12 +261,13 @@ class Row:
         return self.redis_cmds() / max(1, self.served())
 
 
-def start_side_writer(h: BenchHarness, env: dict[str, str], rate: float, seconds: float) -> Any:
+def start_side_writer(
+    h: BenchHarness, env: dict[str, str], rate: float, seconds: float
+) -> subprocess.Popen[Any]:
     """bench/mix_writer.py, once Django is loaded in it (its start-up is not measured)."""
-    side = subprocess.Popen(
+    side = h.spawn(
         [PY, "-m", "bench.mix_writer", h.users_file, str(rate), str(seconds), str(ZIPF_S)],
         env=env,
-        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -317,6 +319,7 @@ def measure(
     side_counts: dict[str, Any] = {}
     if side is not None:
         out, err = side.communicate(timeout=60)
+        h.forget(side)
         side_counts = parse_bench_json(out.decode())
         if side_counts.get("errors"):
             log(f"side writer errors: {err.decode()[-500:]}")

@@ -7,4 +7,5 @@ procs.py     Harness: a temp dir, ports, a redis-server, gunicorn, every process
 postgres.py  the benchmark's own databases on a Postgres server
 cpu.py       CpuWatch: how busy the rest of the machine was during a measurement
 results.py   versions, commit, the results files and the README's block
+stats.py     the percentile every report uses
 """

@@ -75,6 +75,30 @@ class Harness:
             self.commands.append(line)
         self.redis.start()
 
+    def start_warm_cache(
+        self, users: list[str], env: dict[str, str]
+    ) -> list[subprocess.Popen[Any]]:
+        """The service's own `manage.py warm_cache` over `users`: two processes (one per core),
+        each over half of them. wait_warm_cache() collects them."""
+        return [
+            self.spawn(
+                [PY, "manage.py", "warm_cache", *[f"--user={u}" for u in half]],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for half in (users[0::2], users[1::2])
+            if half
+        ]
+
+    def wait_warm_cache(self, warmers: list[subprocess.Popen[Any]]) -> None:
+        for proc in warmers:
+            out, _ = proc.communicate(timeout=300)
+            self.forget(proc)
+            if proc.returncode != 0:
+                raise RuntimeError(f"warm_cache failed:\n{out[-2000:]}")
+
     # --- the app under gunicorn --------------------------------------------------------------
     def gunicorn_cmd(self, *, workers: int, graceful_timeout: int) -> list[str]:
         return [
