@@ -72,20 +72,20 @@ clean:
 
 # Long-run freshness check (bench/consistency.py): its own Postgres database and Redis DB 11.
 consistency: install
-	$(BIN)/python bench/consistency.py
+	$(BIN)/python -m bench.consistency
 
 # Issue 5: gunicorn + wrk against its own Postgres database and redis-server, ~5 minutes;
 # writes bench/results/<date>-<commit>.md, latest.md and a PNG chart (bench/run.py).
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 # Issue 6: Redis kill -9 / SIGSTOP and Postgres stop under load, service vs naive configuration,
 # against its own throwaway Postgres cluster and redis-server, ~8 minutes; writes
 # bench/results/faults-<date>-<commit>.md and faults-latest.md (bench/faults.py).
 faults: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
-	$(BIN)/python bench/faults.py
+	$(BIN)/python -m bench.faults
 
 # Issue 4: schemathesis against a live runserver (its own SQLite database), far longer than the
 # bounded run in `make test`: FUZZ_EXAMPLES test cases per operation (default 300), both a

@@ -1,53 +1,42 @@
-"""`make consistency`: the long-run freshness check against real Postgres and Redis.
+"""`make consistency` (`python -m bench.consistency`): the long-run freshness check against real
+Postgres and Redis: the register workload in service and naive mode, every write path followed by
+a read, cold bursts and a hot key (tests/support/workloads.py, judged by tests/support/history.py).
 
-What it runs (connectors/consistency.py has the recorder, the checker and the workloads):
-
-1. The register workload twice, in "service" and "naive" cache mode: 12 readers and 4 writers
-   over 200 Zipf-skewed users, 200,000 operations per mode, 0-N ms injected between a writer's
-   UPDATE and its COMMIT and between a reader's DB read and its cache SET. Service mode must
-   show 0 violations; naive mode (DEL inside the transaction + plain SET) must show some, or
-   the checker proves nothing.
-2. Every write path 1,000 times, each followed by a read that must show the new version:
-   Model.save (update and insert), Model.delete, QuerySet.update, QuerySet.delete, bulk_create,
-   bulk_update (on_commit invalidation) and raw SQL through Django's cursor (no signal: only the
-   NOTIFY listener of connectors/listener.py, running in a thread, invalidates it). It reports
-   commit-to-invalidated latency p50/p99 for both mechanisms. FK cascades are not a path here:
-   no model references PlatformConnection.
-3. Cold burst: 100 readers released together on an uncached user, 10 times: DB queries per burst.
-4. Hot key: 60 s of steady reads of one user with a 5 s TTL: fills per TTL window.
-
-It creates its own database (connectors_consistency_<pid>) and drops it afterwards, and uses
-Redis DB 11 under its own key prefix, deleting only those keys. The parent process does that
-set-up and re-runs this file as a child with DATABASE_URL / REDIS_URL pointing at them, because
-Django reads them once, at settings import.
-
-Environment: BENCH_ADMIN_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
-BENCH_REDIS_URL (default redis://127.0.0.1:6379/11).
+Its own database and key prefix (Redis DB 11): the parent creates them and re-runs this module as
+a child pointed at them (Django reads DATABASE_URL / REDIS_URL once), then drops them. What each
+step checks and the environment it reads: bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import os
-import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-CHILD_FLAG = "CONNECTORS_CONSISTENCY_CHILD"
-ADMIN_URL = os.environ.get(
-    "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+import redis
+
+from bench.harness.env import ROOT, app_env, make_secrets
+from bench.harness.postgres import (
+    SHARED_ADMIN_URL,
+    create_database,
+    database_url,
+    drop_database,
 )
+from bench.harness.stats import pct
+
+CHILD_FLAG = "CONNECTORS_CONSISTENCY_CHILD"
+ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", SHARED_ADMIN_URL)
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.consistency",
+        description="The long-run freshness check against real Postgres and Redis.",
+    )
     p.add_argument("--ops", type=int, default=200_000, help="operations per mode (reads + writes)")
     p.add_argument("--readers", type=int, default=12)
     p.add_argument("--writers", type=int, default=4)
@@ -68,42 +57,28 @@ def parse_args() -> argparse.Namespace:
 
 # --- Parent: a private database and key prefix around the child run -------------------------
 def parent(args: argparse.Namespace) -> int:
-    import psycopg
-    import redis
-    from psycopg import sql
-
     pid = os.getpid()
     dbname = f"connectors_consistency_{pid}"
     prefix = f"connectors-consistency-{pid}"
-    admin = urlsplit(ADMIN_URL)
-    db_url = urlunsplit(admin._replace(path=f"/{dbname}"))
-    env = {
-        **os.environ,
-        CHILD_FLAG: "1",
-        "DATABASE_URL": db_url,
-        "REDIS_URL": REDIS_URL,
-        "CACHE_KEY_PREFIX": prefix,
-        # Throwaway secrets: the settings refuse to start without them and nothing here keeps
-        # tokens.
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "SUPABASE_JWT_SECRET": secrets.token_urlsafe(48),
-        "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "DJANGO_DEBUG": "0",  # DEBUG would keep every query in memory
-        "LOG_LEVEL": "warning",
-        "DATABASE_CONN_MAX_AGE": "600",
-    }
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    env = app_env(
+        database_url=database_url(ADMIN_URL, dbname),
+        redis_url=REDIS_URL,
+        prefix=prefix,
+        # Throwaway secrets: the settings refuse to start without them, nothing here keeps tokens.
+        secret_env=make_secrets(),
+    )
+    env.update({CHILD_FLAG: "1", "DATABASE_CONN_MAX_AGE": "600"})
+    create_database(ADMIN_URL, dbname)
     print(f"database {dbname}, Redis {REDIS_URL} prefix {prefix!r}", flush=True)
     try:
         return subprocess.run(
-            [sys.executable, __file__, *sys.argv[1:]], env=env, cwd=ROOT, check=False
+            [sys.executable, "-m", "bench.consistency", *sys.argv[1:]],
+            env=env,
+            cwd=ROOT,
+            check=False,
         ).returncode
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-            )
+        drop_database(ADMIN_URL, dbname)
         r = redis.Redis.from_url(REDIS_URL)
         # Only this run's keys: never FLUSHDB on a shared Redis.
         keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
@@ -113,13 +88,6 @@ def parent(args: argparse.Namespace) -> int:
 
 
 # --- Child: the measurements ---------------------------------------------------------------
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def write_paths(iterations: int) -> tuple[dict[str, dict[str, Any]], list[float], list[float]]:
     """Every write path `iterations` times; per path {count, stale}, and the latencies (ms)."""
     import threading
@@ -127,9 +95,9 @@ def write_paths(iterations: int) -> tuple[dict[str, dict[str, Any]], list[float]
     from django.db import connection, transaction
 
     from connectors import cache, selectors
-    from connectors.consistency import TABLE, quiet_cache_logs, seed_users
-    from connectors.listener import InvalidationListener
+    from connectors.cache import InvalidationListener
     from connectors.models import PlatformConnection
+    from tests.support.workloads import TABLE, quiet_cache_logs, seed_users
 
     provider = "github"
     users = seed_users(50, [provider])
@@ -258,14 +226,12 @@ def write_paths(iterations: int) -> tuple[dict[str, dict[str, Any]], list[float]
 
 
 def child(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectors_site.settings")
     import django
 
     django.setup()
     from django.core.management import call_command
 
-    from connectors import consistency
+    from tests.support import workloads as consistency
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()

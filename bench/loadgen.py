@@ -1,32 +1,10 @@
-"""Load process for `make faults` (bench/faults.py starts one per run; it is never run by hand).
+"""The open-loop load of `make faults` (`python -m bench.loadgen CONFIG_JSON OUTPUT_JSON`, one
+process per run, started by bench/faults.py; bench/README.md describes the operations).
 
-A separate process so that the load keeps its own GIL and clock while the harness kills, pauses
-and restarts servers. Open loop: a dispatcher thread schedules operations at a fixed rate and a
-pool of worker threads sends them, so a slow server shows up as latency and as skipped sends
-instead of silently lowering the offered load (closed-loop clients suffer coordinated omission).
-An operation that could not be sent within MAX_LAG_S of its scheduled time is skipped and
-counted: otherwise a 5 s stall would be followed by a burst that measures the client, not the
-service.
-
-Operations, users drawn by one seeded Zipf law (hot users are read and written most, which is
-where stale entries would show):
-
-* GET /api/connectors/status/<user>: records (user, start, end, status, per-provider versions,
-  cached, stale). Versions come from the body, aligned with the provider list in the config.
-* DELETE /api/connectors/<provider>/<user> and POST /api/connectors/reset/<user> (service-role
-  token, so no throttle applies): after a 200 the user's versions are read back from Postgres
-  while a per-user lock is held. Every write to the table comes from this process and takes that
-  lock, so the read-back is exactly the state the write left.
-* Re-activation: each successful API write schedules a direct SQL UPDATE of that user's inactive
-  rows 0.5-2 s later, so hot users keep connections to disconnect. It simulates another service
-  writing the shared table: the app never sees it, and its invalidation can only come from the
-  outbox trigger's row, replayed by the app's sweeper thread (nothing else tells Redis).
-
-Times are time.monotonic(): CLOCK_MONOTONIC is system-wide on Linux, so they compare with the
-harness's fault timestamps. Prints `START <t0>` once sending begins; writes every record as JSON
-to the output path at the end.
-
-Usage: python bench/loadgen.py CONFIG_JSON OUTPUT_JSON
+A dispatcher thread schedules operations at a fixed rate and a pool of worker threads sends
+them; an operation not sent within MAX_LAG_S of its schedule is skipped and counted. Times are
+time.monotonic() (system-wide on Linux, so they compare with the harness's fault timestamps).
+Prints `START <t0>` once sending begins; writes every record as JSON to OUTPUT_JSON at the end.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
-"""In-process micro benchmark of the status hit path (bench/run.py runs it; env comes from there).
+"""In-process micro benchmark of the status hit path (`python -m bench.micro PROFILE_OUT`, run
+by bench/run.py with the served app's environment).
 
-Calls Django's real WSGI handler (all middleware, DRF, the service-role JWT check, the view) with
-hand-built WSGI environs, no HTTP server and no socket to the client, so what is left is the
-framework and the cache hit. Measures, for N requests each:
-
-* /healthz (plain Django view + middleware), the ceiling view (same DRF stack, constant body)
-  and a status hit: microseconds per request;
-* Redis round trips per hit: every `send_packed_command` of a redis-py connection made by the
-  benchmark thread (a pipeline is one round trip, so is a GET or an EVALSHA); the cache-stats
-  flusher thread is not counted;
-* DB queries per hit: Django execute_wrapper count, plus whether any DB connection was opened;
-* a cProfile of the hits: top 20 functions by own time and by cumulative time.
-
-Prints `BENCH_JSON {...}`; writes the profile text to argv[1].
+Django's real WSGI handler (all middleware, DRF, the service-role JWT check, the view) called with
+hand-built environs, no HTTP server: microseconds per request for /healthz, the ceiling and a
+status hit; Redis round trips per hit (every `send_packed_command` of the benchmark thread); DB
+queries per hit; the pieces of a hit timed alone; a cProfile of the hits, written to PROFILE_OUT.
+Prints `BENCH_JSON {...}`.
 """
 
 from __future__ import annotations
@@ -33,8 +26,7 @@ def main() -> None:
     profile_out = sys.argv[1]
     n = int(os.environ.get("BENCH_MICRO_N", "5000"))
     n_users = int(os.environ.get("BENCH_MICRO_USERS", "200"))
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectors_site.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
@@ -47,7 +39,7 @@ def main() -> None:
     from connectors.auth import issue_token
 
     assert cache.enabled(), "micro benchmark needs REDIS_URL"
-    assert settings.BENCH_CEILING, "micro benchmark needs BENCH_CEILING=1"
+    assert getattr(settings, "BENCH_CEILING", False), "micro benchmark needs BENCH_CEILING=1"
     handler = WSGIHandler()
     token = issue_token(user_id=None, service_role=True, ttl_seconds=3600)
     with open(os.environ["BENCH_USERS_FILE"]) as f:
@@ -148,19 +140,19 @@ def main() -> None:
         for i in range(n):
             selectors.platform_status_for_user(user_id=users[i % len(users)])
         results["selector_hit_us"] = (time.perf_counter() - started) / n * 1e6
-        r = cache._redis()
-        keys = [cache._full_key(cache.platform_status_key(u)) for u in users]
+        r = cache.redis_client()
+        keys = [cache.full_key(cache.platform_status_key(u)) for u in users]
         started = time.perf_counter()
         for i in range(n):
             r.get(keys[i % len(keys)])
         results["redis_get_us"] = (time.perf_counter() - started) / n * 1e6
         results["socket_get_us"] = _bare_socket_get_us(r, keys, n)
         raw = r.get(keys[0])
-        slot = cache._status_slot(users[0])
+        slot = cache.status_slot(users[0])
         started = time.perf_counter()
         for _ in range(n):
-            # What a hit does with the entry: parse its header, check the document's hash.
-            cache._decode_entry(raw, slot)  # type: ignore[arg-type]
+            # What a hit does with the entry: verify its MAC, parse its header, check the owner.
+            cache.decode_entry(raw, slot, keys[0])  # type: ignore[arg-type]
         results["decode_entry_us"] = (time.perf_counter() - started) / n * 1e6
         results["entry_bytes"] = len(raw or b"")
         results["status_body_bytes"] = len(call(status_paths[0]))

@@ -1,18 +1,11 @@
-"""Side writer for the realistic-mix scenario (bench/run.py starts it next to wrk).
+"""The side writer of `make bench`'s realistic mix (`python -m bench.mix_writer USERS_FILE
+RATE_PER_S SECONDS ZIPF_S`, started by bench/run_measure.py next to wrk).
 
-Writes the API cannot make without OAuth, straight through the ORM of the service (so the
-service's own invalidation runs, after commit), at a fixed rate for a fixed time:
-
-* reconnect: `PlatformConnection.objects.filter(user, is_active=False).update(...)`: the
-  queryset's update() locks the rows, updates and invalidates the user on commit;
-* sync status: `services.connection_set_sync_status(...)` (select_for_update + save(), post_save
-  invalidates on commit), as an extraction job finishing would.
-
-Each write is one Postgres transaction. Users are drawn with the same Zipf law as wrk's.
-Prints one line `BENCH_JSON {...}` with the counts, and how many passes this process's outbox
-sweeper made (one transaction each).
-
-Usage: python bench/mix_writer.py USERS_FILE RATE_PER_S SECONDS ZIPF_S
+Writes the API cannot make without OAuth, through the service's ORM (so its own invalidation
+runs, after commit), at a fixed rate: a reconnect (QuerySet.update of the user's inactive rows)
+or a sync status (services.connection_set_sync_status), one transaction each, users drawn by
+wrk's Zipf law. Prints `READY` once Django is loaded, then one line `BENCH_JSON {...}` with the
+counts and how many passes this process's outbox sweeper made (one transaction each).
 """
 
 from __future__ import annotations
@@ -33,14 +26,14 @@ def main() -> None:
         float(sys.argv[3]),
         float(sys.argv[4]),
     )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectors_site.settings")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
     from django.utils import timezone
 
-    from connectors import outbox, services
+    from connectors import services
+    from connectors.cache import outbox
     from connectors.models import ConnectionStatus, PlatformConnection, SyncStatus
     from connectors.providers import PROVIDERS
 

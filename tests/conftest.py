@@ -1,24 +1,18 @@
+"""Fixtures only: users and their API clients, rows, a local OAuth provider, private Redis.
+
+The helpers behind them (processes, local servers, clients) are in tests/support/.
+"""
+
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
-import redis
 from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
@@ -26,8 +20,10 @@ from rest_framework.test import APIClient
 
 from connectors import cache
 from connectors.api import throttling
-from connectors.auth import issue_token
 from connectors.models import PlatformConnection
+from tests.support.clients import client_for
+from tests.support.procs import RedisServer
+from tests.support.servers import FakeProvider
 
 USES_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 USES_REDIS = cache.enabled()
@@ -88,14 +84,6 @@ def bob_id() -> str:
     return str(uuid.uuid4())
 
 
-def client_for(user_id: str | None, *, service_role: bool = False) -> APIClient:
-    client = APIClient()
-    if user_id or service_role:
-        token = issue_token(user_id=user_id, service_role=service_role)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
 @pytest.fixture
 def alice(alice_id: str) -> APIClient:
     return client_for(alice_id)
@@ -133,183 +121,19 @@ def make_connection() -> Callable[..., PlatformConnection]:
     return make
 
 
-def status_of(client: APIClient, user_id: str) -> dict[str, Any]:
-    response = client.get(f"/api/connectors/status/{user_id}")
-    assert response.status_code == 200, response.content
-    body: dict[str, Any] = response.json()
-    return body
-
-
-# --- Real HTTP servers on 127.0.0.1 standing in for the internet -----------------------------
-class JSONHandler(BaseHTTPRequestHandler):
-    """Base for the local stand-ins (OAuth provider, Supabase Auth): JSON answers, no logs."""
-
-    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Serve `handler` on a free port for the duration; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-# --- A real OAuth provider on 127.0.0.1 ------------------------------------------------------
-@dataclass
-class FakeProvider:
-    """A local token endpoint. `reply` decides what the next exchange gets back."""
-
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    reply: tuple[int, Any] = (200, {})
-    reply_headers: dict[str, str] = field(default_factory=dict)
-    # Seconds between two bytes of the body (0: all at once), and before answering at all.
-    drip_seconds: float = 0.0
-    delay_seconds: float = 0.0
-
-    def answer(self, status: int, body: Any) -> None:
-        self.reply = (status, body)
-
-    def succeed(self, **extra: Any) -> dict[str, Any]:
-        tokens = {
-            "access_token": f"prov-access-{uuid.uuid4().hex}",
-            "refresh_token": f"prov-refresh-{uuid.uuid4().hex}",
-            "expires_in": 3600,
-            "scope": "read:user",
-            "token_type": "bearer",
-            **extra,
-        }
-        self.answer(200, tokens)
-        return tokens
-
-
 @pytest.fixture
 def oauth_provider(settings: Any) -> Iterator[FakeProvider]:
-    provider = FakeProvider(url="")
-
-    class Handler(JSONHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            form = parse_qs(self.rfile.read(length).decode())
-            provider.requests.append(
-                {
-                    "form": {k: v[0] for k, v in form.items()},
-                    "headers": dict(self.headers),
-                }
-            )
-            time.sleep(provider.delay_seconds)
-            if not provider.drip_seconds:
-                self.send_json(*provider.reply, headers=provider.reply_headers)
-                return
-            status, body = provider.reply
-            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            try:
-                for byte in payload:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                    time.sleep(provider.drip_seconds)
-            except OSError:
-                pass  # the client hung up
-
-    with local_http_server(Handler) as base:
-        provider.url = f"{base}/token"
+    """A local OAuth token endpoint that github and reddit exchange codes with."""
+    with FakeProvider.serving() as provider:
         clients = dict(settings.OAUTH_CLIENTS)
         for name in ("github", "reddit"):
-            clients[name] = {
-                "client_id": f"{name}-client",
-                "client_secret": f"{name}-secret",
-                "token_url": provider.url,
-                "authorize_url": f"{base}/authorize",
-            }
+            clients[name] = provider.client_settings(name)
         settings.OAUTH_CLIENTS = clients
         yield provider
 
 
 # --- A throwaway redis-server for fault tests (never the shared one) ---------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class RedisProcess:
-    port: int
-    persist_dir: str | None = None
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=1)
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        args = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--loglevel",
-            "warning",
-        ]
-        if self.persist_dir:
-            # Every write synced, so a SIGKILL loses nothing: "restarted with its data".
-            args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.persist_dir]
-        else:
-            args += ["--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_timeout=0.2).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.resume()
-            self.process.kill()
-            self.process.wait(5)
-
-    def pause(self) -> None:
-        assert self.process
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process
-        self.process.send_signal(signal.SIGCONT)
-
-
-def _use_redis(settings: Any, server: RedisProcess) -> None:
+def _use_redis(settings: Any, server: RedisServer) -> None:
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["LOCATION"] = server.url
     caches["default"]["OPTIONS"]["SOCKET_TIMEOUT"] = 0.2
@@ -318,9 +142,9 @@ def _use_redis(settings: Any, server: RedisProcess) -> None:
 
 
 @pytest.fixture
-def own_redis(settings: Any) -> Iterator[RedisProcess]:
+def own_redis(settings: Any) -> Iterator[RedisServer]:
     """A private redis-server, and the app's cache pointed at it for this test."""
-    server = RedisProcess(port=free_port())
+    server = RedisServer()
     server.start()
     _use_redis(settings, server)
     yield server
@@ -328,9 +152,9 @@ def own_redis(settings: Any) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def own_persistent_redis(settings: Any, tmp_path: Any) -> Iterator[RedisProcess]:
+def own_persistent_redis(settings: Any, tmp_path: Path) -> Iterator[RedisServer]:
     """Like own_redis, but it keeps its data (AOF) across a kill and restart."""
-    server = RedisProcess(port=free_port(), persist_dir=str(tmp_path))
+    server = RedisServer(workdir=tmp_path, persist=True)
     server.start()
     _use_redis(settings, server)
     yield server

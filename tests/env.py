@@ -18,5 +18,5 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"connectors-test-{os.getpid()}")
 os.environ.setdefault("LOG_LEVEL", "info")
 # No background sweeper threads touching the test database behind pytest-django's back: the
-# fault tests call connectors.outbox.sweep_once() themselves.
+# fault tests call connectors.cache.sweep_once() themselves.
 os.environ.setdefault("CACHE_OUTBOX_SWEEP_SECONDS", "0")

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from connectors.providers import PROVIDERS
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from extraction.models import ExtractionJob
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 """The freshness checker against real Postgres and Redis: service mode clean, naive mode caught.
 
 The long form is bench/consistency.py (`make consistency`); these are short versions of the
-same workloads from connectors/consistency.py.
+same workloads (tests/support/workloads.py), judged by tests/support/history.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import time
 import pytest
 from django.test import override_settings
 
-from connectors import cache, consistency
+from connectors import cache
+from tests.support import history, workloads
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 pytestmark = [
@@ -21,27 +22,27 @@ pytestmark = [
 ]
 
 # Few users and full injected delays: a short run still races on the same keys often.
-SHORT = consistency.WorkloadConfig(
+SHORT = workloads.WorkloadConfig(
     operations=2500, readers=8, writers=4, users=20, max_seconds=20.0, seed=3
 )
 
 
 def test_checker_flags_a_read_that_began_after_a_newer_write_returned():
-    w = consistency.WriteRecord("u", "github", invoked=1.0, returned=2.0, version=7)
-    stale = consistency.ReadRecord("u", invoked=2.5, returned=2.6, versions=(("github", 6),))
-    fresh = consistency.ReadRecord("u", invoked=2.5, returned=2.6, versions=(("github", 7),))
-    overlapping = consistency.ReadRecord("u", invoked=1.5, returned=2.6, versions=(("github", 6),))
-    violations = consistency.check([w], [stale, fresh, overlapping])
+    w = history.WriteRecord("u", "github", invoked=1.0, returned=2.0, version=7)
+    stale = history.ReadRecord("u", invoked=2.5, returned=2.6, versions=(("github", 6),))
+    fresh = history.ReadRecord("u", invoked=2.5, returned=2.6, versions=(("github", 7),))
+    overlapping = history.ReadRecord("u", invoked=1.5, returned=2.6, versions=(("github", 6),))
+    violations = history.check([w], [stale, fresh, overlapping])
     assert [(v.read, v.seen, v.newer) for v in violations] == [(stale, 6, 7)]
     assert violations[0].staleness_ms == pytest.approx(500.0)
 
 
 def test_service_mode_has_no_violations_and_naive_mode_does():
-    providers = consistency.providers_for(SHORT)
-    users = consistency.seed_users(SHORT.users, providers)
+    providers = workloads.providers_for(SHORT)
+    users = workloads.seed_users(SHORT.users, providers)
 
-    service = consistency.run_workload(SHORT, users, "service")
-    naive = consistency.run_workload(SHORT, users, "naive")
+    service = workloads.run_workload(SHORT, users, "service")
+    naive = workloads.run_workload(SHORT, users, "naive")
     print(service.summary())
     print(naive.summary())
 
@@ -59,8 +60,8 @@ def test_service_mode_has_no_violations_and_naive_mode_does():
 
 
 def test_cold_burst_makes_one_query_and_everyone_gets_the_answer():
-    [user] = consistency.seed_users(1, ["github", "spotify"])
-    result = consistency.cold_burst(user, readers=100)
+    [user] = workloads.seed_users(1, ["github", "spotify"])
+    result = workloads.cold_burst(user, readers=100)
     assert result.errors == 0
     assert result.queries == 1, result
     assert result.answers == 100, result
@@ -68,8 +69,8 @@ def test_cold_burst_makes_one_query_and_everyone_gets_the_answer():
 
 @override_settings(CACHE_LEASE_MS=300, CACHE_LEASE_WAIT_MS=1000)
 def test_dead_filler_costs_one_more_query_and_one_lease_ttl():
-    [user] = consistency.seed_users(1, ["github"])
-    result = consistency.cold_burst(user, readers=100, dead_filler=True)
+    [user] = workloads.seed_users(1, ["github"])
+    result = workloads.cold_burst(user, readers=100, dead_filler=True)
     assert result.queries <= 2, result
     assert result.answers == 100, result
     # The dead lease really held everyone off until it expired (~300 ms after it was taken),
@@ -82,8 +83,8 @@ def test_dead_filler_costs_one_more_query_and_one_lease_ttl():
 
 @override_settings(CACHE_LEASE_MS=2000, CACHE_LEASE_WAIT_MS=3000)
 def test_crashing_filler_hands_over_at_once():
-    [user] = consistency.seed_users(1, ["github"])
-    result = consistency.cold_burst(user, readers=100, failing_filler=True)
+    [user] = workloads.seed_users(1, ["github"])
+    result = workloads.cold_burst(user, readers=100, failing_filler=True)
     assert result.errors == 1, result  # only the crashed filler's caller sees the error
     assert result.queries <= 2, result
     assert result.answers == 99, result
@@ -93,11 +94,11 @@ def test_crashing_filler_hands_over_at_once():
 
 
 def test_hot_key_fills_about_once_per_ttl_window():
-    [user] = consistency.seed_users(1, ["github"])
+    [user] = workloads.seed_users(1, ["github"])
     started = time.perf_counter()
     # 6.5 s of a 1 s TTL: 7 windows. Before the refresh lease compared the entry (see
     # lua/refresh_lease.lua), a second reader could refresh again: 9 fills in 7 windows.
-    result = consistency.hot_key(user, seconds=6.5, ttl_seconds=1.0, readers=4)
+    result = workloads.hot_key(user, seconds=6.5, ttl_seconds=1.0, readers=4)
     print(f"hot key: {result.fills} fills in {result.windows} windows, {result.reads} reads")
     assert time.perf_counter() - started < 12
     assert result.reads > 1000, result  # there really was steady load

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from connectors import cache
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 

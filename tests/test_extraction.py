@@ -7,7 +7,7 @@ import pytest
 from connectors.models import PlatformConnection
 from extraction import services
 from extraction.models import ExtractionJob
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -26,7 +26,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from rest_framework.test import APIClient
 
 from connectors import auth
-from tests.conftest import JSONHandler, local_http_server
+from tests.support.servers import JSONHandler, local_http_server
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
-from connectors import cache, consistency, selectors
+from connectors import cache, selectors
 from connectors.cache.listener import InvalidationListener, conninfo_from_settings
+from tests.support import workloads
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 needs_services = [
@@ -66,7 +67,7 @@ def seed(listener: InvalidationListener) -> str:
     Otherwise that notification could arrive after the test primed the cache and evict it.
     """
     before = listener.stats.invalidations
-    [user] = consistency.seed_users(1, ["github"])
+    [user] = workloads.seed_users(1, ["github"])
     deadline = time.monotonic() + 2
     while listener.stats.invalidations == before:
         assert time.monotonic() < deadline, "the insert's notification never arrived"
@@ -186,7 +187,7 @@ def test_reconnect_bumps_the_epoch_so_writes_missed_while_away_are_not_served(
 def test_command_once_handles_one_notification_and_summarises(
     other_program: psycopg.Connection[Any],
 ) -> None:
-    [user] = consistency.seed_users(1, ["github"])
+    [user] = workloads.seed_users(1, ["github"])
     out = io.StringIO()
     thread = threading.Thread(
         target=call_command,

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from connectors import oauth
 from connectors.models import OAuthStateUse, PlatformConnection
-from tests.conftest import JSONHandler, local_http_server, status_of
+from tests.support.clients import status_of
+from tests.support.servers import JSONHandler, local_http_server
 from tests.test_settings import _load
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ from connectors.cache import InvalidationListener, outbox
 from connectors.cache.breaker import CircuitBreaker
 from connectors.cache.entry import seal
 from connectors.models import PendingInvalidation, PlatformConnection
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

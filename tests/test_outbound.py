@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connectors import outbound
-from tests.conftest import JSONHandler, free_port, local_http_server
+from tests.support.procs import free_port
+from tests.support.servers import JSONHandler, local_http_server
 from tests.test_redis_access import make_ca
 
 

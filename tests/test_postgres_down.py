@@ -7,111 +7,44 @@ shared Postgres and Redis are never touched.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.auth import issue_token
 from connectors.management.commands.seed_demo import demo_user_id
-from tests.conftest import RedisProcess, free_port
+from tests.support.procs import (
+    ROOT,
+    PostgresCluster,
+    RedisServer,
+    free_port,
+    postgres_bindir,
+    stop_process,
+    wait_http,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-ROOT = Path(__file__).resolve().parent.parent
 TTL_SCALE = 0.02  # a 6 s status TTL, so "past its TTL" is reachable within the test
 
 
-def _pg_bindir() -> str | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return str(Path(found[-1]).parent)
-    initdb = shutil.which("initdb")
-    return str(Path(initdb).parent) if initdb else None
-
-
-@dataclass
-class PostgresProcess:
-    bindir: str
-    datadir: str
-    port: int
-
-    def _run(self, *args: str, check: bool = True) -> None:
-        command = [os.path.join(self.bindir, args[0]), *args[1:]]
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=check, capture_output=True, timeout=60)
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/app"
-
-    def init(self) -> None:
-        self._run("initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres", "--no-sync")
-        self.start()
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qc",
-                "CREATE DATABASE app",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            "pg_ctl",
-            "-D",
-            self.datadir,
-            "-o",
-            options,
-            "-l",
-            os.path.join(self.datadir, "log"),
-            "-w",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", self.datadir, "-m", "fast", "-w", "stop")
-
-    def destroy(self) -> None:
-        self._run("pg_ctl", "-D", self.datadir, "-m", "immediate", "stop", check=False)
-        shutil.rmtree(self.datadir, ignore_errors=True)
-
-
 @pytest.fixture
-def own_postgres() -> Iterator[PostgresProcess]:
-    bindir = _pg_bindir()
+def own_postgres() -> Iterator[PostgresCluster]:
+    bindir = postgres_bindir()
     if bindir is None:
         pytest.fail("no initdb found: install PostgreSQL's server package")
-    datadir = tempfile.mkdtemp(prefix="connectors-pg-")
-    if os.geteuid() == 0:
-        shutil.chown(datadir, "postgres", "postgres")
-    server = PostgresProcess(bindir=bindir, datadir=datadir, port=free_port())
+    server = PostgresCluster(bindir)
     try:
         server.init()
+        server.create_database("app")
         yield server
     finally:
         server.destroy()
@@ -134,12 +67,12 @@ class App:
 
 
 @pytest.fixture
-def app(own_postgres: PostgresProcess) -> Iterator[App]:
-    redis_server = RedisProcess(port=free_port())
+def app(own_postgres: PostgresCluster) -> Iterator[App]:
+    redis_server = RedisServer()
     redis_server.start()
     env = {
         **os.environ,
-        "DATABASE_URL": own_postgres.url,
+        "DATABASE_URL": own_postgres.url("app"),
         "REDIS_URL": redis_server.url,
         "CACHE_KEY_PREFIX": "pgdown",
         "CACHE_TTL_SCALE": str(TTL_SCALE),
@@ -149,40 +82,35 @@ def app(own_postgres: PostgresProcess) -> Iterator[App]:
         "LOG_LEVEL": "warning",
     }
     manage = [sys.executable, "manage.py"]
-    for command in (["migrate", "-v", "0"], ["seed_demo", "--users", "3"]):
-        subprocess.run(
-            manage + command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120
-        )
     port = free_port()
-    process = subprocess.Popen(
-        [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                redis_server.kill()
-                pytest.fail("the app server did not start")
-            time.sleep(0.1)
+    process = None
     try:
+        for command in (["migrate", "-v", "0"], ["seed_demo", "--users", "3"]):
+            subprocess.run(
+                manage + command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120
+            )
+        process = subprocess.Popen(
+            [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(base + "/healthz", proc=process)
+        except RuntimeError as e:
+            pytest.fail(f"the app server did not start: {e}")
         yield App(base=base, process=process)
     finally:
-        process.kill()
-        process.wait(10)
+        if process is not None:
+            stop_process(process)
         redis_server.kill()
 
 
 def test_postgres_down_serves_cached_users_refuses_the_rest_and_recovers(
-    app: App, own_postgres: PostgresProcess
+    app: App, own_postgres: PostgresCluster
 ):
     cached_user, uncached_user = demo_user_id(0), demo_user_id(1)
     cached_token = issue_token(user_id=cached_user)

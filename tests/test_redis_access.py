@@ -10,11 +10,8 @@ from __future__ import annotations
 import copy
 import datetime
 import ipaddress
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
 from connectors import cache
-from tests.conftest import free_port
+from tests.support.procs import RedisServer, free_port
 from tests.test_settings import BASE_ENV, _config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.redis]
@@ -40,34 +37,17 @@ PASSWORD = "s3cret-pass-" + uuid.uuid4().hex[:8]
 @pytest.fixture
 def start_redis() -> Iterator[Callable[..., int]]:
     """Start redis-server with extra arguments; every one started is killed at teardown."""
-    processes: list[subprocess.Popen[bytes]] = []
+    servers: list[RedisServer] = []
 
     def start(*args: str, port: int | None = None) -> int:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        port = port or free_port()
-        base = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        if "--tls-port" not in args:
-            base += ["--port", str(port)]
-        process = subprocess.Popen(
-            [*base, "--loglevel", "warning", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(process)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # listening is enough: auth is what is under test
-            assert process.poll() is None, f"redis-server {args} exited"
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return port
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        server = RedisServer(port=port or free_port(), extra=args)
+        servers.append(server)
+        server.start()  # listening is enough: auth is what is under test
+        return server.port
 
     yield start
-    for process in processes:
-        process.kill()
-        process.wait(5)
+    for server in servers:
+        server.kill()
 
 
 def use_cache(settings: Any, location: str, **pool_kwargs: Any) -> None:

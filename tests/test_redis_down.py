@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors import cache
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 

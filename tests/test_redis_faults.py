@@ -18,7 +18,7 @@ from django.db import connection
 from connectors import cache
 from connectors.cache import State, outbox, recovery
 from connectors.models import PendingInvalidation
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -215,7 +215,7 @@ def test_the_server_closing_idle_connections_costs_no_failed_request(
     _warm(alice, alice_id)
     time.sleep(2.2)  # the server closes this process's pooled connections meanwhile
     assert status_of(alice, alice_id)["cached"] is True
-    assert cache.breaker._failures == 0
+    assert cache.breaker.consecutive_failures == 0
     assert cache.breaker.transitions == 0
 
 

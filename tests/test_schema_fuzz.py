@@ -30,7 +30,7 @@ import pytest
 from django.contrib.staticfiles import finders
 
 from connectors.providers import PROVIDERS
-from tests.conftest import free_port
+from tests.support.procs import free_port, wait_http
 from tests.test_settings import BASE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,14 +133,10 @@ class LiveServer:
                  f"127.0.0.1:{self.port}"],
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"runserver did not start: {self.log.read_text()[-2000:]}")
+        try:
+            wait_http(f"{self.url}/healthz", proc=self.process, seconds=20)
+        except RuntimeError as e:
+            raise RuntimeError(f"runserver: {e}: {self.log.read_text()[-2000:]}") from e
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from connectors import cache
 from connectors.api import throttling
-from tests.conftest import client_for
+from tests.support.clients import client_for
 from tests.test_settings import _load
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.db import connection
 
 from connectors.crypto import TokenDecryptionError
 from connectors.models import PlatformConnection
-from tests.conftest import client_for
+from tests.support.clients import client_for
 
 pytestmark = pytest.mark.django_db
 

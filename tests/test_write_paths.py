@@ -9,7 +9,7 @@ from django.db import connection, transaction
 
 from connectors import cache, selectors
 from connectors.models import PlatformConnection
-from tests.conftest import status_of
+from tests.support.clients import status_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 

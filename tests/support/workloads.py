@@ -1,25 +1,13 @@
-"""A freshness checker for the platform-status cache: history recorder, checker, workloads.
+"""Workloads that race readers against writers on the real database and Redis, through
+connectors.cache: the register workload (its history judged by tests/support/history.py), a cold
+burst on one uncached user, and a hot key through its expiries.
 
-Model (REFERENCES.md, "Testing"): every (user, provider) row is a register whose versions the
-database assigns (migration 0002: one Postgres sequence, taken under the row lock, so a row's
-versions grow in commit order). A write is recorded from invocation until its `atomic()` block
-has exited, i.e. after COMMIT and after its on_commit invalidation ran. A read is recorded from
-invocation until it returned, with the version it saw for every provider.
-
-A read violates freshness when it was *invoked after* some write of the same (user, provider)
-had *returned* and still saw a smaller version. That is the guarantee the service claims: once
-a write's transaction has returned, no later read serves anything older. Reads that overlap a
-write may see either version, so they are never counted.
-
-Used by tests/test_consistency.py (short runs) and bench/consistency.py (long runs). Everything
-here talks to the real database and the real Redis through connectors.cache; the only
-instrumentation is the injected delays that widen the race windows the cache must close.
+Used by tests/test_consistency.py (short runs) and bench/consistency.py (long runs); the only
+instrumentation is injected delays that widen the race windows the cache must close.
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import functools
 import itertools
 import logging
@@ -28,10 +16,9 @@ import random
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
@@ -40,6 +27,8 @@ from django.test import override_settings
 from connectors import cache, selectors
 from connectors.models import PlatformConnection
 from connectors.providers import PROVIDERS
+from tests.support.history import History, ReadRecord, Violation, WriteRecord, check
+from tests.support.naive import naive_cache
 
 TABLE = PlatformConnection._meta.db_table
 
@@ -50,98 +39,6 @@ _UPDATE_SQL = (
     "WHERE user_id = %s AND provider = %s RETURNING version"
 )
 _SYNC_STATUSES = ("pending", "running", "success", "failed")
-
-
-# --- History -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class WriteRecord:
-    user: str
-    provider: str
-    invoked: float  # time.perf_counter(): one monotonic clock shared by every thread
-    returned: float
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReadRecord:
-    user: str
-    invoked: float
-    returned: float
-    versions: tuple[tuple[str, int], ...]  # (provider, version seen)
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    read: ReadRecord
-    provider: str
-    seen: int
-    newer: int  # the highest version whose write had returned before the read began
-    staleness_ms: float  # read.invoked minus the return of the first write it should have seen
-
-
-@dataclass
-class History:
-    """Per-thread record lists (no lock on the hot path), merged when the run is over."""
-
-    writes: list[list[WriteRecord]] = field(default_factory=list)
-    reads: list[list[ReadRecord]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def writer_log(self) -> list[WriteRecord]:
-        log: list[WriteRecord] = []
-        with self._lock:
-            self.writes.append(log)
-        return log
-
-    def reader_log(self) -> list[ReadRecord]:
-        log: list[ReadRecord] = []
-        with self._lock:
-            self.reads.append(log)
-        return log
-
-    def all_writes(self) -> list[WriteRecord]:
-        return list(itertools.chain.from_iterable(self.writes))
-
-    def all_reads(self) -> list[ReadRecord]:
-        return list(itertools.chain.from_iterable(self.reads))
-
-
-def check(writes: Sequence[WriteRecord], reads: Sequence[ReadRecord]) -> list[Violation]:
-    """Every freshness violation in a history (see the module docstring)."""
-    # Per register: writes ordered by return time, with the running maximum of their versions.
-    # A read invoked at t must show at least the running maximum over writes returned before t;
-    # the first write whose running maximum exceeds what it saw is the one it missed first.
-    by_key: dict[tuple[str, str], list[WriteRecord]] = defaultdict(list)
-    for w in writes:
-        by_key[(w.user, w.provider)].append(w)
-    index: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
-    for key, ws in by_key.items():
-        ws.sort(key=lambda w: w.returned)
-        returned = [w.returned for w in ws]
-        running = list(itertools.accumulate((w.version for w in ws), max))
-        index[key] = (returned, running)
-
-    violations: list[Violation] = []
-    for r in reads:
-        for provider, seen in r.versions:
-            entry = index.get((r.user, provider))
-            if entry is None:
-                continue
-            returned, running = entry
-            done = bisect.bisect_left(returned, r.invoked)  # writes returned strictly before
-            if done == 0 or running[done - 1] <= seen:
-                continue
-            first_missed = bisect.bisect_right(running, seen, 0, done)
-            violations.append(
-                Violation(
-                    read=r,
-                    provider=provider,
-                    seen=seen,
-                    newer=running[done - 1],
-                    staleness_ms=(r.invoked - returned[first_missed]) * 1000,
-                )
-            )
-    return violations
 
 
 # --- Workload ------------------------------------------------------------------------------
@@ -202,17 +99,6 @@ def zipf_weights(count: int, s: float) -> list[float]:
 
 
 @contextmanager
-def cache_mode(mode: str) -> Iterator[None]:
-    """The service's cache, or the naive one, for every thread of the process."""
-    if mode not in ("service", "naive"):
-        raise ValueError(f"unknown cache mode {mode!r}")
-    from tests.support.naive import naive_cache
-
-    with naive_cache() if mode == "naive" else contextlib.nullcontext():
-        yield
-
-
-@contextmanager
 def quiet_cache_logs() -> Iterator[None]:
     """Per-hit INFO lines would cost more than the hits and drown the report."""
     log = logging.getLogger("connectors.cache")
@@ -250,7 +136,10 @@ def run_threads(bodies: Sequence[Callable[[], None]]) -> None:
 
 
 def run_workload(config: WorkloadConfig, users: Sequence[str], mode: str) -> Report:
-    """Readers and writers over `users` (seeded rows); the checked history."""
+    """Readers and writers over `users` (seeded rows), with the service's cache or the naive
+    one (tests/support/naive.py); the checked history."""
+    if mode not in ("service", "naive"):
+        raise ValueError(f"unknown cache mode {mode!r}")
     providers = providers_for(config)
     cum_weights = zipf_weights(len(users), config.zipf_s)
     history = History()
@@ -310,7 +199,7 @@ def run_workload(config: WorkloadConfig, users: Sequence[str], mode: str) -> Rep
     bodies += [functools.partial(reader, n) for n in range(config.readers)]
     cache.invalidate_all_platform_status()  # every mode starts cold
     started = time.perf_counter()
-    with cache_mode(mode), quiet_cache_logs():
+    with naive_cache() if mode == "naive" else nullcontext(), quiet_cache_logs():
         run_threads(bodies)
     seconds = time.perf_counter() - started
     writes, reads = history.all_writes(), history.all_reads()

@@ -1,0 +1,21 @@
+"""The bench app (bench/settings.py installs it): its ready() turns the bench-only knobs on."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.conf import settings
+
+from bench import latency
+from tests.support import naive
+
+
+class BenchConfig(AppConfig):
+    name = "bench"
+    label = "bench"
+
+    def ready(self) -> None:
+        latency_ms = float(getattr(settings, "BENCH_DB_LATENCY_MS", 0.0))
+        if latency_ms > 0:
+            latency.connect(latency_ms)
+        if getattr(settings, "BENCH_CACHE_MODE", "service") == "naive":
+            naive.install()

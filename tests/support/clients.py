@@ -1,0 +1,24 @@
+"""API clients acting as a user (or the service role), and the status read most tests make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.test import APIClient
+
+from connectors.auth import issue_token
+
+
+def client_for(user_id: str | None, *, service_role: bool = False) -> APIClient:
+    client = APIClient()
+    if user_id or service_role:
+        token = issue_token(user_id=user_id, service_role=service_role)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def status_of(client: APIClient, user_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/connectors/status/{user_id}")
+    assert response.status_code == 200, response.content
+    body: dict[str, Any] = response.json()
+    return body
