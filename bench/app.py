@@ -6,7 +6,6 @@ from django.apps import AppConfig
 from django.conf import settings
 
 from bench import latency
-from tests.support import naive
 
 
 class BenchConfig(AppConfig):
@@ -18,4 +17,7 @@ class BenchConfig(AppConfig):
         if latency_ms > 0:
             latency.connect(latency_ms)
         if getattr(settings, "BENCH_CACHE_MODE", "service") == "naive":
+            # Not at module level: the naive switch imports the cache layer, hence the models.
+            from tests.support import naive
+
             naive.install()
