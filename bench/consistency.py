@@ -127,8 +127,8 @@ def write_paths(iterations: int) -> tuple[dict[str, dict[str, Any]], list[float]
     from django.db import connection, transaction
 
     from connectors import cache, selectors
+    from connectors.cache import InvalidationListener
     from connectors.consistency import TABLE, quiet_cache_logs, seed_users
-    from connectors.listener import InvalidationListener
     from connectors.models import PlatformConnection
 
     provider = "github"
