@@ -62,6 +62,7 @@ class FakeProviders:
         self.any_token_items = any_token_items  # > 0: any unknown token is an account
         self.accounts: dict[str, Account] = {}
         self.token_requests: list[dict[str, Any]] = []
+        self.hits: list[str] = []  # every request's path, whoever sent it
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -119,6 +120,7 @@ class FakeProviders:
                 pass
 
             def do_GET(self) -> None:
+                fake.hits.append(self.path)
                 parts = urlsplit(self.path)
                 provider, _, rest = parts.path.lstrip("/").partition("/")
                 if provider not in PAGES or "/" + rest != PAGES[provider][0]:
@@ -152,6 +154,7 @@ class FakeProviders:
                 return self.answer(status, headers, body, drip=account.drip_seconds)
 
             def do_POST(self) -> None:
+                fake.hits.append(self.path)
                 provider, _, rest = urlsplit(self.path).path.lstrip("/").partition("/")
                 length = int(self.headers.get("Content-Length", 0))
                 form = dict(parse_qsl(self.rfile.read(length).decode()))

@@ -76,7 +76,7 @@ class WorkerProcess:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-def wait_for[T](predicate: Callable[[], T], *, timeout: float = 30, what: str = "") -> T:
+def wait_for[T](predicate: Callable[[], T | None], *, timeout: float = 30, what: str = "") -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -95,6 +95,8 @@ def _settled(job_id: Any, statuses: set[str]) -> ExtractionJob | None:
         return job  # its unclaimed task row was deleted with the cancel
     # The task row is marked finished only after the task function returned, that is after
     # the job's last transaction committed and its on-commit invalidations ran.
+    if job.task_id is None:
+        return None
     task = DBTaskResult.objects.filter(pk=job.task_id).values_list("status", flat=True).first()
     if job.status in JobStatus.finished() and task not in (
         TaskResultStatus.SUCCESSFUL,
