@@ -6,16 +6,22 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 DEMO_USERS ?= 25
+# `make run` points every provider at local stand-ins (tests/support/providers.py), so a sync
+# finishes without real accounts; DEMO_PROVIDERS=0 keeps the real APIs.
+DEMO_PROVIDERS ?= 1
+DEMO_PROVIDER_PORT ?= 8001
+DEMO_PROVIDER_NAMES := github spotify google_calendar youtube discord linkedin reddit
 
 # Python 3.12+: python3.13 / python3.12 first (pyenv shims only answer when that version is
 # active, so each candidate is asked for its version), then pyenv's own installs, then python3.
 PYTHON ?= $(shell for c in python3.13 python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[3-9]*/bin/python3 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3 2>/dev/null) python3; do \
 	$$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 
-.PHONY: help run install test lint typecheck pytest clean consistency bench faults fuzz
+.PHONY: help run worker install test lint typecheck pytest clean consistency bench faults fuzz
 
 help:
-	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL)"
+	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL), with a worker"
+	@echo "make worker run extraction jobs (next to a web process started some other way)"
 	@echo "make test   ruff, mypy and the whole test suite"
 	@echo "make lint   ruff, mypy and the import contracts only"
 	@echo "make bench        throughput/latency over HTTP -> bench/results/latest.md"
@@ -40,9 +46,27 @@ run: install
 	$(BIN)/python manage.py seed_demo --users $(DEMO_USERS) && \
 	user=$$($(BIN)/python manage.py shell -v 0 -c 'from connectors.management.commands.seed_demo import demo_user_id; print(demo_user_id(0))' 2>/dev/null) && \
 	token=$$($(BIN)/python manage.py issue_token $$user 2>/dev/null) && \
+	pids=; \
+	if [ "$(DEMO_PROVIDERS)" = 1 ]; then \
+		$(BIN)/python -m tests.support.providers --port $(DEMO_PROVIDER_PORT) & pids="$$pids $$!"; \
+		for name in $(DEMO_PROVIDER_NAMES); do \
+			export PROVIDER_API_BASE_$${name^^}=http://127.0.0.1:$(DEMO_PROVIDER_PORT)/$$name; \
+			export OAUTH_$${name^^}_CLIENT_ID=demo OAUTH_$${name^^}_CLIENT_SECRET=demo; \
+			export OAUTH_$${name^^}_TOKEN_URL=http://127.0.0.1:$(DEMO_PROVIDER_PORT)/$$name/token; \
+		done; \
+	fi; \
+	$(BIN)/python manage.py run_worker --no-reload & pids="$$pids $$!"; \
+	trap 'kill $$pids 2>/dev/null; wait' EXIT INT TERM; \
 	echo && echo "Try it:" && \
-	echo "  curl -s -H 'Authorization: Bearer $$token' http://$(HOST):$(PORT)/api/connectors/status/$$user" && echo && \
-	exec $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+	echo "  curl -s -H 'Authorization: Bearer $$token' http://$(HOST):$(PORT)/api/connectors/status/$$user" && \
+	echo "  curl -s -H 'Authorization: Bearer $$token' -H 'Content-Type: application/json' -d '{\"provider\": \"github\"}' http://$(HOST):$(PORT)/api/extraction/jobs" && \
+	echo "  curl -s -H 'Authorization: Bearer $$token' http://$(HOST):$(PORT)/api/extraction/jobs" && echo && \
+	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+
+# Issue 15: one worker process (django-tasks-db's db_worker, plus recovery of jobs whose worker
+# died). Run as many as you like, on as many hosts: they claim tasks with SKIP LOCKED.
+worker: install
+	$(BIN)/python manage.py run_worker --no-reload
 
 # mypy's Django plugin loads the settings: DJANGO_DEBUG=1 lets it do so without secrets.
 lint: install

@@ -158,7 +158,7 @@ class FakeProviders:
                 provider, _, rest = urlsplit(self.path).path.lstrip("/").partition("/")
                 length = int(self.headers.get("Content-Length", 0))
                 form = dict(parse_qsl(self.rfile.read(length).decode()))
-                account = fake.accounts.get(form.get("refresh_token", ""))
+                account = fake._find(provider, form.get("refresh_token", ""))
                 fake.token_requests.append(
                     {
                         "provider": provider,
