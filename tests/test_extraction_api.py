@@ -11,6 +11,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection as db
+from django.db import transaction
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -32,6 +33,23 @@ def test_a_job_and_its_task_are_committed_together(alice, alice_id, make_connect
     task = DBTaskResult.objects.get(pk=job.task_id)
     assert task.status == TaskResultStatus.READY
     assert task.args_kwargs["kwargs"] == {"job_id": str(job.pk), "generation": 1}
+
+
+def test_the_task_exists_inside_the_creating_transaction_and_rolls_back_with_it(
+    alice_id, make_connection
+):
+    # An on-commit enqueue would leave a committed job without a task until the callback ran
+    # (and forever if the process died in between): here the task row is there before commit.
+    make_connection(alice_id, "github")
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        job = services.extraction_job_create(user_id=alice_id, provider="github")
+        assert DBTaskResult.objects.filter(pk=job.task_id, status=TaskResultStatus.READY).exists()
+        raise Abort
+    assert not ExtractionJob.objects.exists() and not DBTaskResult.objects.exists()
 
 
 def test_a_second_sync_of_the_same_provider_answers_409_with_the_active_job(
