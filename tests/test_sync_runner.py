@@ -17,7 +17,7 @@ from django.utils import timezone
 from connectors.outbound import Response
 from connectors.providers import PROVIDERS
 from extraction import tasks
-from extraction.extractors import for_provider
+from extraction.extractors import EXTRACTORS, for_provider
 from extraction.models import ExtractedItem, ExtractionJob
 from tests.support.provider_pages import PAGES, quota_headers, throttled
 from tests.support.providers import FakeProviders
@@ -163,6 +163,10 @@ def test_without_redis_the_budget_lives_in_the_job_and_defers_it(
     account.remaining = 5000
     outcome, job = run(job_id)
     assert outcome == "succeeded" and job.items_extracted == 7  # resumed at page 2
+
+
+def test_every_registry_provider_has_an_extractor_and_a_stand_in():
+    assert set(EXTRACTORS) == set(PROVIDERS) == set(PAGES)
 
 
 @pytest.mark.parametrize("provider", list(PAGES))
