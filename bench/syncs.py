@@ -30,7 +30,7 @@ log = make_log("extraction")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--database-url", default="postgres://postgres@127.0.0.1:5432/connectors_bench_extraction"
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/connectors_bench_syncs"
     )
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--workers", default="1,4")
