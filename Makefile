@@ -6,17 +6,23 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 DEMO_USERS ?= 25
+# `make run` points every provider at local stand-ins (tests/support/providers.py), so a sync
+# finishes without real accounts; DEMO_PROVIDERS=0 keeps the real APIs.
+DEMO_PROVIDERS ?= 1
+DEMO_PROVIDER_PORT ?= $(shell echo $$(( $(PORT) + 1 )))
+DEMO_PROVIDER_NAMES := github spotify google_calendar youtube discord linkedin reddit
 
 # Python 3.12+: python3.13 / python3.12 first (pyenv shims only answer when that version is
 # active, so each candidate is asked for its version), then pyenv's own installs, then python3.
 PYTHON ?= $(shell for c in python3.13 python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[3-9]*/bin/python3 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3 2>/dev/null) python3; do \
 	$$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 
-.PHONY: help run serve install install-runtime test lint typecheck pytest clean consistency bench faults fuzz
+.PHONY: help run serve worker install install-runtime test lint typecheck pytest clean consistency bench faults fuzz
 
 help:
-	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL)"
+	@echo "make run    serve the API on $(HOST):$(PORT) (SQLite + no cache unless DATABASE_URL / REDIS_URL), with a worker"
 	@echo "make serve  production: runtime deps, migrate, collectstatic, granian on HOST:PORT (README, Production)"
+	@echo "make worker run extraction jobs (next to a web process started some other way)"
 	@echo "make test   ruff, mypy and the whole test suite"
 	@echo "make lint   ruff, mypy and the import contracts only"
 	@echo "make bench        throughput/latency over HTTP -> bench/results/latest.md"
@@ -46,11 +52,27 @@ install-runtime: $(VENV)/.installed-runtime
 # development (DJANGO_DEBUG=1 and a local database: manage.py demo_setup). With DJANGO_DEBUG=0
 # static files come from collectstatic's hashed set, as in production.
 run: install
-	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1} HOST=$(HOST) PORT=$(PORT); \
-	$(BIN)/python manage.py migrate --noinput -v 0 && \
-	{ [[ "$${DJANGO_DEBUG,,}" =~ ^(1|true|yes|on)$$ ]] || $(BIN)/python manage.py collectstatic --noinput -v 0; } && \
-	$(BIN)/python manage.py demo_setup --users $(DEMO_USERS) && \
-	exec $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+	set -e; export DJANGO_DEBUG=$${DJANGO_DEBUG:-1} HOST=$(HOST) PORT=$(PORT); \
+	debug=0; [[ "$${DJANGO_DEBUG,,}" =~ ^(1|true|yes|on)$$ ]] && debug=1; \
+	$(BIN)/python manage.py migrate --noinput -v 0; \
+	[ $$debug = 1 ] || $(BIN)/python manage.py collectstatic --noinput -v 0; \
+	pids=; trap 'kill $$pids 2>/dev/null; wait' EXIT INT TERM; \
+	if [ "$(DEMO_PROVIDERS)" = 1 ] && [ $$debug = 1 ]; then \
+		$(BIN)/python -m tests.support.providers --port $(DEMO_PROVIDER_PORT) & pids="$$pids $$!"; \
+		for name in $(DEMO_PROVIDER_NAMES); do \
+			export PROVIDER_API_BASE_$${name^^}=http://127.0.0.1:$(DEMO_PROVIDER_PORT)/$$name; \
+			export OAUTH_$${name^^}_CLIENT_ID=demo OAUTH_$${name^^}_CLIENT_SECRET=demo; \
+			export OAUTH_$${name^^}_TOKEN_URL=http://127.0.0.1:$(DEMO_PROVIDER_PORT)/$$name/token; \
+		done; \
+	fi; \
+	$(BIN)/python manage.py demo_setup --users $(DEMO_USERS); \
+	$(BIN)/python manage.py run_worker --no-reload & pids="$$pids $$!"; \
+	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+
+# Issue 15: one worker process (django-tasks-db's db_worker, plus recovery of jobs whose worker
+# died). Run as many as you like, on as many hosts: they claim tasks with SKIP LOCKED.
+worker: install
+	$(BIN)/python manage.py run_worker --no-reload
 
 # Production (README, "Production"): migrate, collectstatic, then granian (WSGI) on HOST:PORT
 # with WEB_CONCURRENCY workers (default: one per core). Never seeds or prints a token.

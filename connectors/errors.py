@@ -6,6 +6,8 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "error"
     status_code = 400
+    # Machine-readable fields added to the error body next to code and message.
+    extra: dict[str, str] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -80,3 +82,14 @@ class ConnectionRequired(DomainError):
 class InvalidJobTransition(DomainError):
     code = "invalid_job_transition"
     status_code = 409
+
+
+class JobAlreadyActive(DomainError):
+    """A queued or running job exists for this user and provider; `job_id` names it."""
+
+    code = "job_already_active"
+    status_code = 409
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.extra = {"job_id": job_id}

@@ -23,6 +23,8 @@ class Provider:
     supports_pkce: bool = True
     # RFC 6749 section 2.3.1: "basic" (HTTP Basic) or "post" (client_secret in the body).
     client_auth_method: str = "post"
+    # The data API's root (extraction/extractors/); PROVIDER_API_BASE_<NAME> overrides it.
+    api_base_url: str = ""
 
     @property
     def client(self) -> dict[str, str]:
@@ -44,6 +46,10 @@ class Provider:
     def effective_token_url(self) -> str:
         return self.client.get("token_url") or self.token_url
 
+    @property
+    def effective_api_base_url(self) -> str:
+        return settings.PROVIDER_API_BASES.get(self.name) or self.api_base_url
+
 
 _GOOGLE_AUTH = "https://accounts.google.com/o/oauth2/v2/auth"
 _GOOGLE_TOKEN = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
@@ -57,6 +63,7 @@ PROVIDERS: dict[str, Provider] = {
             _GOOGLE_AUTH,
             _GOOGLE_TOKEN,
             ("https://www.googleapis.com/auth/calendar.readonly",),
+            api_base_url="https://www.googleapis.com",
         ),
         Provider(
             "spotify",
@@ -64,6 +71,7 @@ PROVIDERS: dict[str, Provider] = {
             "https://accounts.spotify.com/authorize",
             "https://accounts.spotify.com/api/token",
             ("user-read-recently-played", "user-top-read"),
+            api_base_url="https://api.spotify.com",
         ),
         Provider(
             "github",
@@ -71,6 +79,7 @@ PROVIDERS: dict[str, Provider] = {
             "https://github.com/login/oauth/authorize",
             "https://github.com/login/oauth/access_token",
             ("read:user",),
+            api_base_url="https://api.github.com",
         ),
         Provider(
             "youtube",
@@ -78,6 +87,7 @@ PROVIDERS: dict[str, Provider] = {
             _GOOGLE_AUTH,
             _GOOGLE_TOKEN,
             ("https://www.googleapis.com/auth/youtube.readonly",),
+            api_base_url="https://www.googleapis.com",
         ),
         Provider(
             "discord",
@@ -85,6 +95,7 @@ PROVIDERS: dict[str, Provider] = {
             "https://discord.com/oauth2/authorize",
             "https://discord.com/api/oauth2/token",
             ("identify", "guilds"),
+            api_base_url="https://discord.com",
         ),
         Provider(
             "linkedin",
@@ -93,15 +104,17 @@ PROVIDERS: dict[str, Provider] = {
             "https://www.linkedin.com/oauth/v2/accessToken",
             ("openid", "profile"),
             supports_pkce=False,
+            api_base_url="https://api.linkedin.com",
         ),
         Provider(
             "reddit",
             "Reddit",
             "https://www.reddit.com/api/v1/authorize",
             "https://www.reddit.com/api/v1/access_token",
-            ("identity", "history"),
+            ("identity", "history", "mysubreddits"),
             supports_pkce=False,
             client_auth_method="basic",
+            api_base_url="https://oauth.reddit.com",
         ),
     )
 }

@@ -161,6 +161,8 @@ INSTALLED_APPS = [
     # OpenAPI schema at /api/schema/; the sidecar ships Swagger UI / Redoc so docs work offline.
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # django.tasks' ORM backend: extraction jobs' tasks live in the same Postgres.
+    "django_tasks_db",
     "connectors.apps.ConnectorsConfig",
     "extraction.apps.ExtractionConfig",
 ]
@@ -461,6 +463,70 @@ def oauth_clients(environ: Mapping[str, str], *, debug: bool) -> dict[str, dict[
 
 
 OAUTH_CLIENTS = oauth_clients(os.environ, debug=DEBUG)
+
+
+# --- Extraction (syncs run by `manage.py run_worker`, docs/extraction.md) -----------------
+# Tasks are rows in the same database, written in the transaction that creates the job, and
+# claimed by workers with SELECT ... FOR UPDATE SKIP LOCKED (django-tasks-db).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+_API_BASE_VARIABLE = re.compile(r"PROVIDER_API_BASE_([A-Z0-9_]+)")
+
+
+def provider_api_bases(environ: Mapping[str, str], *, debug: bool) -> dict[str, str]:
+    """PROVIDER_API_BASE_<NAME>: another API root per provider (GitHub Enterprise, tests). https,
+    or plain http only to a loopback IP or with DJANGO_DEBUG (connectors.outbound's rule)."""
+    bases: dict[str, str] = {}
+    for variable, raw in environ.items():
+        match = _API_BASE_VARIABLE.fullmatch(variable)
+        value = raw.strip().rstrip("/")
+        if not match or not value:
+            continue
+        parts = urlsplit(value)
+        loopback = parts.hostname in {"127.0.0.1", "::1"}
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query:
+            raise ImproperlyConfigured(
+                f"{variable}={raw!r} must be an https:// URL without a query string."
+            )
+        if parts.scheme == "http" and not (debug or loopback):
+            raise ImproperlyConfigured(
+                f"{variable}={raw!r} must use https (plain http only to 127.0.0.1 / ::1, or with "
+                "DJANGO_DEBUG=1)."
+            )
+        bases[match[1].lower()] = value
+    return bases
+
+
+PROVIDER_API_BASES = provider_api_bases(os.environ, debug=DEBUG)
+# One provider request (connect + headers + body) may take at most this long, and its body at
+# most this many bytes (connectors.outbound enforces both).
+EXTRACTION_HTTP_DEADLINE = envfloat("EXTRACTION_HTTP_DEADLINE", 30.0, minimum=0.1)
+EXTRACTION_MAX_RESPONSE_BYTES = envint(
+    "EXTRACTION_MAX_RESPONSE_BYTES", 5 * 1024 * 1024, minimum=1024
+)
+# 5xx answers and network errors are retried this many times, after exponential backoff from
+# EXTRACTION_RETRY_BACKOFF_SECONDS (jittered, capped at EXTRACTION_RETRY_BACKOFF_MAX_SECONDS).
+EXTRACTION_HTTP_RETRIES = envint("EXTRACTION_HTTP_RETRIES", 3)
+EXTRACTION_RETRY_BACKOFF_SECONDS = envfloat("EXTRACTION_RETRY_BACKOFF_SECONDS", 1.0)
+EXTRACTION_RETRY_BACKOFF_MAX_SECONDS = envfloat("EXTRACTION_RETRY_BACKOFF_MAX_SECONDS", 30.0)
+# A running job whose worker has not reported for this long is presumed dead (killed, host
+# lost): it is queued again, at most EXTRACTION_MAX_RECOVERIES times, then failed. Workers look
+# for such jobs every EXTRACTION_RECOVER_INTERVAL_SECONDS.
+EXTRACTION_STALE_SECONDS = envfloat("EXTRACTION_STALE_SECONDS", 300.0, minimum=1.0)
+EXTRACTION_RECOVER_INTERVAL_SECONDS = envfloat(
+    "EXTRACTION_RECOVER_INTERVAL_SECONDS", 30.0, minimum=0.05
+)
+EXTRACTION_MAX_RECOVERIES = envint("EXTRACTION_MAX_RECOVERIES", 3)
+if EXTRACTION_STALE_SECONDS <= EXTRACTION_HTTP_DEADLINE + EXTRACTION_RETRY_BACKOFF_MAX_SECONDS:
+    # A live worker reports before every request; one request plus one backoff must fit.
+    raise ImproperlyConfigured(
+        f"EXTRACTION_STALE_SECONDS={EXTRACTION_STALE_SECONDS:g} must exceed "
+        "EXTRACTION_HTTP_DEADLINE + EXTRACTION_RETRY_BACKOFF_MAX_SECONDS "
+        f"({EXTRACTION_HTTP_DEADLINE + EXTRACTION_RETRY_BACKOFF_MAX_SECONDS:g}), or live jobs "
+        "would be taken for dead ones."
+    )
+# A provider asking us to wait longer than this (Retry-After, a daily quota) defers the job by
+# this much at most.
+EXTRACTION_MAX_DEFER_SECONDS = envint("EXTRACTION_MAX_DEFER_SECONDS", 86400, minimum=1)
 
 
 # --- REST framework -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Reads of extraction jobs, cached 60 s through connectors.cache."""
+"""Reads of extraction jobs: one job cached 60 s through connectors.cache; lists from the
+database (they change with every page of every job)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,18 @@ def extraction_job_for_user(*, job_id: object, user_id: str | None) -> cache.Cac
     if user_id is not None and result.data.get("user_id") != user_id:
         raise JobNotFound("No such extraction job.")
     return result
+
+
+def extraction_jobs_list(
+    *, user_id: str | None, provider: str | None, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Newest first; `user_id` None lists every user's jobs (the service role only)."""
+    jobs = ExtractionJob.objects.order_by("-created_at")
+    if user_id is not None:
+        jobs = jobs.filter(user_id=user_id)
+    if provider is not None:
+        jobs = jobs.filter(provider=provider)
+    if status is not None:
+        jobs = jobs.filter(status=status)
+    rows = jobs.values(*ExtractionJob.PUBLIC_FIELDS)[:limit]
+    return [{field: _json_value(value) for field, value in row.items()} for row in rows]

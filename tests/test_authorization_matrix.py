@@ -30,8 +30,11 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "reset": (200, 403, 403, 400, 200, 401),
     "authorize": (200, 403, 403, 400, 200, 401),
     "callback": (200, 403, 403, 400, 200, 401),
+    "warm": (200, 403, 403, 400, 200, 401),
     "extraction_create": (201, 403, 403, 400, 201, 401),
+    "extraction_list": (200, 403, 403, 400, 200, 401),
     "extraction_job": (200, 404, 404, 400, 200, 401),
+    "extraction_cancel": (200, 404, 404, 400, 200, 401),
     "cache_stats": (403, 403, 403, 403, 200, 401),
 }
 CELLS = [(endpoint, column) for endpoint in EXPECTED for column in COLUMNS]
@@ -42,7 +45,8 @@ class World:
     alice_id: str
     bob_id: str
     missing_id: str
-    jobs: dict[str, str]  # user id -> that user's job id
+    jobs: dict[str, str]  # user id -> that user's finished github job
+    active: dict[str, str]  # user id -> that user's queued spotify job
     provider: Any
 
     def target(self, column: str) -> str:
@@ -65,11 +69,14 @@ class World:
 
 @pytest.fixture
 def world(alice_id, bob_id, make_connection, oauth_provider) -> World:
-    jobs = {}
+    jobs, active = {}, {}
     for user in (alice_id, bob_id):
         make_connection(user, "github")
-        jobs[user] = str(ExtractionJob.objects.create(user_id=user, provider="github").pk)
-    return World(alice_id, bob_id, str(uuid.uuid4()), jobs, oauth_provider)
+        make_connection(user, "spotify")
+        done = ExtractionJob.objects.create(user_id=user, provider="github", status="succeeded")
+        jobs[user] = str(done.pk)
+        active[user] = str(ExtractionJob.objects.create(user_id=user, provider="spotify").pk)
+    return World(alice_id, bob_id, str(uuid.uuid4()), jobs, active, oauth_provider)
 
 
 def _state_for(user_id: str) -> str:
@@ -98,9 +105,16 @@ def call(world: World, endpoint: str, column: str) -> Any:
     if endpoint == "extraction_create":
         body = {"provider": "github", "user_id": target}
         return client.post("/api/extraction/jobs", body, format="json")
+    if endpoint == "warm":
+        return client.post(f"/api/connectors/status/{target}/warm")
+    if endpoint == "extraction_list":
+        return client.get(f"/api/extraction/jobs?user_id={target}")
     if endpoint == "extraction_job":
         job = MALFORMED if target == MALFORMED else world.jobs.get(target, str(uuid.uuid4()))
         return client.get(f"/api/extraction/jobs/{job}")
+    if endpoint == "extraction_cancel":
+        job = MALFORMED if target == MALFORMED else world.active.get(target, str(uuid.uuid4()))
+        return client.delete(f"/api/extraction/jobs/{job}")
     if endpoint == "cache_stats":
         return client.get("/api/admin/cache-stats")
     raise AssertionError(endpoint)
@@ -130,9 +144,10 @@ def test_the_matrix_covers_every_api_route():
     from extraction.api import urls as extraction_urls
 
     routes = {p.name for p in connectors_urls.urlpatterns + extraction_urls.urlpatterns}
-    # status, callback, reset, authorize, disconnect, cache-stats, and the two job routes
-    assert len(routes) == len(EXPECTED) == 8
-    assert len(CELLS) == 48
+    # status, warm, callback, reset, authorize, disconnect, cache-stats, and the two job routes
+    # (list + create on one, retrieve + cancel on the other): 11 endpoints on 9 routes.
+    assert len(routes) == 9 and len(EXPECTED) == 11
+    assert len(CELLS) == 66
 
 
 def test_the_django_admin_needs_a_staff_login(client, django_user_model):

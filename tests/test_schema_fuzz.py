@@ -51,12 +51,15 @@ def test_the_schema_is_served_and_lists_every_api_operation(client):
     }
     assert operations == {
         "platform_status",
+        "platform_status_warm",
         "connector_authorize",
         "connector_callback",
         "connector_disconnect",
         "connectors_reset",
         "extraction_job",
         "extraction_job_create",
+        "extraction_jobs",
+        "extraction_job_cancel",
         "cache_stats",
     }
     assert schema["components"]["securitySchemes"]["SupabaseAccessToken"]["scheme"] == "bearer"

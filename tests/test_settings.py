@@ -78,6 +78,15 @@ def _config(**env: str) -> dict:
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 32 characters"),
         ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY='0' must be at least 1"),
         ({"PORT": "70000"}, "PORT=70000 is not a TCP port"),
+        (
+            {"PROVIDER_API_BASE_GITHUB": "http://ghe.example.com/api/v3"},
+            "PROVIDER_API_BASE_GITHUB='http://ghe.example.com/api/v3' must use https",
+        ),
+        ({"PROVIDER_API_BASE_REDDIT": "ftp://x"}, "PROVIDER_API_BASE_REDDIT='ftp://x' must be"),
+        (
+            {"EXTRACTION_STALE_SECONDS": "20", "EXTRACTION_HTTP_DEADLINE": "15"},
+            "EXTRACTION_STALE_SECONDS=20 must exceed",
+        ),
     ],
 )
 def test_bad_values_fail_with_improperly_configured(env, message):
@@ -216,3 +225,17 @@ def test_redis_url_wins_over_upstash_redis_url():
         REDIS_URL="redis://127.0.0.1:6379/3", UPSTASH_REDIS_URL="rediss://x@y.upstash.io:6379"
     )
     assert config["cache"]["LOCATION"] == "redis://127.0.0.1:6379/3"
+
+
+def test_provider_api_bases_take_https_or_a_loopback_address():
+    probe = "import json, connectors_site.settings as s; print(json.dumps(s.PROVIDER_API_BASES))"
+    env = {
+        **BASE_ENV,
+        "PROVIDER_API_BASE_GITHUB": "https://ghe.example.com/api/v3/",
+        "PROVIDER_API_BASE_SPOTIFY": "http://127.0.0.1:9000/spotify",
+    }
+    result = _run(["-c", probe], env)
+    assert json.loads(result.stdout) == {
+        "github": "https://ghe.example.com/api/v3",
+        "spotify": "http://127.0.0.1:9000/spotify",
+    }

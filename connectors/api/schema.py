@@ -127,6 +127,16 @@ StatusEnvelopeSerializer = envelope(
 )
 
 
+class WarmDataSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    already_cached = serializers.BooleanField(
+        help_text="The entry was in the cache already; false: this call loaded it."
+    )
+
+
+WarmEnvelopeSerializer = envelope("WarmEnvelope", data=WarmDataSerializer())
+
+
 class AuthorizeDataSerializer(serializers.Serializer):
     provider = serializers.CharField()
     authorization_url = serializers.URLField()

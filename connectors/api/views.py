@@ -44,6 +44,18 @@ class PlatformStatusViewSet(viewsets.ViewSet):
         uid = acting_user_id(request, user_id)
         return envelope.cached_read(request, selectors.platform_status_for_user(user_id=uid))
 
+    @extend_schema(
+        operation_id="platform_status_warm",
+        request=None,
+        parameters=[schema.USER_ID],
+        responses=schema.responses({200: schema.WarmEnvelopeSerializer}),
+    )
+    def warm(self, request: Request, user_id: str) -> Response:
+        """The seed's "warm on login": load the entry through the same lease as a read."""
+        uid = acting_user_id(request, user_id)
+        result = selectors.platform_status_for_user(user_id=uid)
+        return envelope.success({"user_id": uid, "already_cached": result.cached})
+
 
 class ConnectionViewSet(viewsets.ViewSet):
     permission_classes = [IsAuthenticated, ConfirmedSessionForWrites]

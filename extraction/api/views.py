@@ -1,23 +1,52 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from connectors.api import envelope, schema
-from connectors.api.permissions import validated_body
+from connectors.api.permissions import acting_user_id, validated_body
 from connectors.auth import SupabasePrincipal
 from connectors.ids import strict_job_id
 from extraction import selectors, services
-from extraction.api.serializers import ExtractionJobSerializer, JobCreateSerializer
+from extraction.api.serializers import (
+    ExtractionJobSerializer,
+    JobCreateSerializer,
+    JobListQuerySerializer,
+)
 
 JobEnvelopeSerializer = schema.envelope(
     "JobEnvelope",
     data=ExtractionJobSerializer(),
     cached=serializers.BooleanField(required=False),
 )
+JobListEnvelopeSerializer = schema.envelope(
+    "JobListEnvelope", data=ExtractionJobSerializer(many=True)
+)
+ActiveJobErrorSerializer = schema.envelope(
+    "ConflictErrorEnvelope",
+    error=inline_serializer(
+        "ConflictErrorDetail",
+        {
+            "code": serializers.CharField(),
+            "message": serializers.CharField(),
+            "job_id": serializers.UUIDField(
+                required=False, help_text="job_already_active: the queued or running job."
+            ),
+        },
+    ),
+)
+
+
+def _owner(request: Request) -> str | None:
+    """The user whose jobs the caller may see; None for the service role (any user's)."""
+    principal = request.user
+    assert isinstance(principal, SupabasePrincipal)
+    return None if principal.is_service_role else principal.user_id
 
 
 class ExtractionJobViewSet(viewsets.ViewSet):
@@ -32,11 +61,31 @@ class ExtractionJobViewSet(viewsets.ViewSet):
         ),
     )
     def retrieve(self, request: Request, job_id: str) -> HttpResponse:
-        principal = request.user
-        assert isinstance(principal, SupabasePrincipal)
-        owner = None if principal.is_service_role else principal.user_id
-        result = selectors.extraction_job_for_user(job_id=strict_job_id(job_id), user_id=owner)
+        result = selectors.extraction_job_for_user(
+            job_id=strict_job_id(job_id), user_id=_owner(request)
+        )
         return envelope.cached_read(request, result)
+
+    @extend_schema(
+        operation_id="extraction_jobs",
+        parameters=[JobListQuerySerializer],
+        responses=schema.responses({200: JobListEnvelopeSerializer}),
+    )
+    def list_jobs(self, request: Request) -> Response:
+        # Not named `list`: drf-spectacular would describe the envelope as an array of them.
+        query = JobListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params: dict[str, Any] = query.validated_data
+        user_id = _owner(request)
+        if params.get("user_id") is not None:
+            user_id = acting_user_id(request, str(params["user_id"]))
+        jobs = selectors.extraction_jobs_list(
+            user_id=user_id,
+            provider=params.get("provider"),
+            status=params.get("status"),
+            limit=params["limit"],
+        )
+        return envelope.success(jobs)
 
     @extend_schema(
         operation_id="extraction_job_create",
@@ -44,7 +93,11 @@ class ExtractionJobViewSet(viewsets.ViewSet):
         responses=schema.responses(
             {
                 201: JobEnvelopeSerializer,
-                409: schema.error_response("The provider is not connected for this user."),
+                409: OpenApiResponse(
+                    ActiveJobErrorSerializer,
+                    description="Not connected (not_connected), or a sync of this provider is "
+                    "already queued or running (job_already_active, with its job_id).",
+                ),
             }
         ),
     )
@@ -54,3 +107,17 @@ class ExtractionJobViewSet(viewsets.ViewSet):
         return envelope.success(
             ExtractionJobSerializer(job).data, status_code=status.HTTP_201_CREATED
         )
+
+    @extend_schema(
+        operation_id="extraction_job_cancel",
+        parameters=[schema.JOB_ID],
+        responses=schema.responses(
+            {
+                200: JobEnvelopeSerializer,
+                409: schema.error_response("The job already finished (invalid_job_transition)."),
+            }
+        ),
+    )
+    def destroy(self, request: Request, job_id: str) -> Response:
+        job = services.extraction_job_cancel(job_id=strict_job_id(job_id), user_id=_owner(request))
+        return envelope.success(ExtractionJobSerializer(job).data)

@@ -57,4 +57,12 @@ class Command(BaseCommand):
                 f"from your Supabase project:\n  curl -s -H 'Authorization: Bearer <token>' {url}"
             )
             return
-        self.stdout.write(f"\nTry it:\n  curl -s -H 'Authorization: Bearer {token}' {url}\n")
+        base = f"http://{settings.SERVE_HOST}:{settings.SERVE_PORT}/api"
+        auth = f"-H 'Authorization: Bearer {token}'"
+        self.stdout.write(
+            f"\nTry it:\n  curl -s {auth} {url}\n"
+            f"Start a sync, then list the jobs (the worker started by `make run` runs it):\n"
+            f"  curl -s {auth} -H 'Content-Type: application/json' -d '{{\"provider\": "
+            f'"github"}}\' {base}/extraction/jobs\n'
+            f"  curl -s {auth} {base}/extraction/jobs\n"
+        )
