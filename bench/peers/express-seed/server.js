@@ -10,7 +10,15 @@ function runPrimary() {
   let listening = 0;
   let ready = false;
   let stopping = false;
-  const fork = () => cluster.fork();
+  let failed = false;
+
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    const workers = Object.values(cluster.workers);
+    if (workers.length === 0) process.exit(failed ? 1 : 0);
+    for (const worker of workers) worker.kill('SIGTERM');
+  };
 
   cluster.on('listening', (worker, address) => {
     listening += 1;
@@ -23,34 +31,21 @@ function runPrimary() {
     }
   });
   cluster.on('exit', (worker, code, signal) => {
-    if (stopping) {
-      if (Object.keys(cluster.workers).length === 0) process.exit(0);
-      return;
-    }
-    if (!ready) {
+    if (!stopping && !ready) {
       // A worker that cannot start (bad URL, no table, Redis down) will not start on retry.
       console.error(`express-seed: worker ${worker.process.pid} failed to start (${signal || code})`);
-      stopping = true;
-      for (const other of Object.values(cluster.workers)) other.kill('SIGTERM');
-      process.exitCode = 1;
-      if (Object.keys(cluster.workers).length === 0) process.exit(1);
-      return;
+      failed = true;
+      stop();
+    } else if (!stopping) {
+      console.error(`express-seed: worker ${worker.process.pid} died (${signal || code}); starting another`);
+      cluster.fork();
     }
-    console.error(`express-seed: worker ${worker.process.pid} died (${signal || code}); starting another`);
-    fork();
+    if (stopping && Object.keys(cluster.workers).length === 0) process.exit(failed ? 1 : 0);
   });
-
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    const workers = Object.values(cluster.workers);
-    if (workers.length === 0) process.exit(0);
-    for (const worker of workers) worker.kill('SIGTERM');
-  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 
-  for (let i = 0; i < config.workers; i += 1) fork();
+  for (let i = 0; i < config.workers; i += 1) cluster.fork();
 }
 
 async function runWorker() {
