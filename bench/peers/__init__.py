@@ -1,0 +1,1 @@
+"""Other stacks the benchmark runs side by side with this service."""
