@@ -1,14 +1,10 @@
 """The project's signing keys (JWKS), cached per process and kept through outages.
 
-PyJWKClient holds its lock across the network fetch and remembers no failure: with the key set
-expired and the JWKS failing, every request fetched again, one after the other. Here:
-
-- a fresh key set (younger than JWKS_CACHE_SECONDS) is used without any lock;
-- one thread at a time fetches; after a failed fetch, or for an unknown `kid`, the next fetch
-  waits JWKS_REFRESH_COOLDOWN_SECONDS (an expired set after a good fetch is refreshed at once);
-- while fetches fail, the last good key set keeps verifying for JWKS_STALE_IF_ERROR_SECONDS
-  past its TTL; requests that can use it never wait for the fetch in flight;
-- a request waits at most JWKS_TIMEOUT in all (for its own fetch, or another thread's).
+PyJWKClient holds its lock across the fetch and remembers no failure. Here a fresh key set is used
+without a lock; one thread fetches at a time; after a failure or an unknown `kid` the next fetch
+waits JWKS_REFRESH_COOLDOWN_SECONDS; while fetches fail, the last good set keeps verifying for
+JWKS_STALE_IF_ERROR_SECONDS past its TTL; no request waits longer than JWKS_TIMEOUT in all.
+See docs/architecture.md ("Authentication").
 """
 
 from __future__ import annotations

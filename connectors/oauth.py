@@ -120,14 +120,9 @@ def exchange_code(*, provider: Provider, code: str, nonce: str) -> TokenSet:
         "redirect_uri": settings.OAUTH_REDIRECT_URI,
         "client_id": provider.client_id,
     }
-    headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
     if provider.supports_pkce:
         form["code_verifier"] = _pkce_verifier(nonce)
-    if provider.client_auth_method == "basic":
-        basic = f"{provider.client_id}:{provider.client_secret}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
-    else:
-        form["client_secret"] = provider.client_secret
+    headers = client_authentication(provider, form)
     try:
         response = outbound.request(
             "POST",
@@ -214,9 +209,30 @@ def _parse_token_response(provider: Provider, body: bytes) -> TokenSet:
             f"{provider.display_name} refused the authorization code "
             f"({_provider_error_code(body)}); start the connection again."
         )
+    tokens = tokens_from(provider, payload)
+    if tokens is None:
+        raise ProviderUnavailable(f"{provider.display_name} sent no access token.")
+    return tokens
+
+
+def client_authentication(provider: Provider, form: dict[str, str]) -> dict[str, str]:
+    """The headers of a request to `provider`'s token endpoint, the client authenticated as the
+    provider wants (RFC 6749 section 2.3.1): HTTP Basic, or the secret added to `form`."""
+    headers = {"Accept": "application/json"}
+    if provider.client_auth_method == "basic":
+        basic = f"{provider.client_id}:{provider.client_secret}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
+    else:
+        form["client_secret"] = provider.client_secret
+    return headers
+
+
+def tokens_from(provider: Provider, payload: dict[str, Any]) -> TokenSet | None:
+    """The tokens in a token endpoint's JSON answer (code exchange or refresh); None if it holds
+    no access token."""
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:
-        raise ProviderUnavailable(f"{provider.display_name} sent no access token.")
+        return None
     refresh_token = payload.get("refresh_token")
     expires_in = payload.get("expires_in")
     expires_at = None

@@ -3,7 +3,6 @@ refresh-token grant (RFC 6749 section 6) through the same hardened client as the
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,8 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
+from connectors import oauth
 from connectors.models import ConnectionStatus, PlatformConnection
 from connectors.oauth import TokenSet
 from connectors.providers import Provider
@@ -20,7 +19,6 @@ from extraction import http
 from extraction.errors import SyncFailed
 
 _MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
-_MAX_EXPIRES_IN = 365 * 86400
 # Refresh a little early: a token that expires while a page is in flight costs a 401 and a retry.
 EXPIRY_MARGIN = timedelta(seconds=60)
 
@@ -104,12 +102,7 @@ def refresh_grant(*, provider: Provider, refresh_token: str) -> TokenSet:
         "refresh_token": refresh_token,
         "client_id": provider.client_id,
     }
-    headers = {"Accept": "application/json"}
-    if provider.client_auth_method == "basic":
-        basic = f"{provider.client_id}:{provider.client_secret}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
-    else:
-        form["client_secret"] = provider.client_secret
+    headers = oauth.client_authentication(provider, form)
     response = http.call(
         "POST",
         provider.effective_token_url,
@@ -129,20 +122,10 @@ def refresh_grant(*, provider: Provider, refresh_token: str) -> TokenSet:
         # invalid_grant and friends (GitHub answers them with HTTP 200): the refresh token is
         # revoked or expired, and only the user can fix that.
         raise SyncFailed(reconnect_message(provider), expire_connection=True)
-    access_token = payload.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
+    tokens = oauth.tokens_from(provider, payload)
+    if tokens is None:
         raise SyncFailed(f"{provider.display_name} sent no access token; try again later.")
-    refresh = payload.get("refresh_token")
-    expires_in = payload.get("expires_in")
-    expires_at = None
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
-        expires_at = timezone.now() + timedelta(seconds=min(float(expires_in), _MAX_EXPIRES_IN))
-    return TokenSet(
-        access_token=access_token,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-        expires_at=expires_at,
-        scopes=list(provider.scopes),
-    )
+    return tokens
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

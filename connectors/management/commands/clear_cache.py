@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import pluralize
 
 from connectors import cache
-from connectors.errors import CacheUnavailable, InvalidUserId
-from connectors.ids import normalize_user_id
+from connectors.errors import CacheUnavailable
+from connectors.management.options import add_user_option, require_cache, user_ids_from
 
 
 def clear(user_ids: list[str] | None) -> int:
@@ -22,22 +22,15 @@ class Command(BaseCommand):
     help = "Delete this deployment's cache keys (by prefix; never FLUSHDB or FLUSHALL)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--user",
-            action="append",
-            dest="users",
-            metavar="UUID",
-            help="Only this user's keys (repeatable).",
-        )
+        add_user_option(parser, help="Only this user's keys (repeatable).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not cache.enabled():
-            raise CommandError("Caching is off (no REDIS_URL): there is nothing to clear.")
+        require_cache(nothing_to="clear")
         started = time.perf_counter()
+        user_ids = user_ids_from(options["users"])
         try:
-            user_ids = [normalize_user_id(u) for u in options["users"] or []]
             deleted = clear(user_ids or None)
-        except (InvalidUserId, CacheUnavailable) as e:
+        except CacheUnavailable as e:
             raise CommandError(str(e)) from e
         scope = (
             f"{len(user_ids):,} user{pluralize(len(user_ids))}"

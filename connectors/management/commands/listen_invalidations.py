@@ -9,13 +9,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import pluralize
 
-from connectors import cache
 from connectors.cache import (
     InvalidationListener,
     ListenerStats,
     ListenerUnsupported,
     conninfo_from_settings,
 )
+from connectors.management.options import require_cache
 
 
 class Command(BaseCommand):
@@ -48,8 +48,7 @@ class Command(BaseCommand):
             conninfo_from_settings()
         except ListenerUnsupported as e:
             raise CommandError(str(e)) from e
-        if not cache.enabled():
-            raise CommandError("Caching is off (no REDIS_URL): there is nothing to invalidate.")
+        require_cache(nothing_to="invalidate")
         listener = InvalidationListener(
             backoff_max=options["max_backoff"],
             log=lambda line: self.stdout.write(line),

@@ -5,19 +5,18 @@ from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from connectors import cache, logs, selectors
-from connectors.errors import InvalidUserId
-from connectors.ids import normalize_user_id
+from connectors import logs, selectors
+from connectors.management.options import add_user_option, require_cache, user_ids_from
 from connectors.models import PlatformConnection
 
 
 def users_to_warm(*, user_ids: list[str] | None, active_since_days: int | None) -> list[str]:
     if user_ids:
-        return [normalize_user_id(u) for u in user_ids]
+        return user_ids
     queryset = PlatformConnection.objects.active()
     if active_since_days is not None:
         queryset = queryset.filter(
@@ -44,13 +43,7 @@ class Command(BaseCommand):
     help = "Load users' platform status into the cache ahead of their first request."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--user",
-            action="append",
-            dest="users",
-            metavar="UUID",
-            help="Warm this user (repeatable). Default: every active user.",
-        )
+        add_user_option(parser, help="Warm this user (repeatable). Default: every active user.")
         parser.add_argument(
             "--active-since",
             type=int,
@@ -59,15 +52,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not cache.enabled():
-            raise CommandError("Caching is off (no REDIS_URL): there is nothing to warm.")
+        require_cache(nothing_to="warm")
         started = time.perf_counter()
-        try:
-            user_ids = users_to_warm(
-                user_ids=options["users"], active_since_days=options["active_since"]
-            )
-        except InvalidUserId as e:
-            raise CommandError(e.message) from e
+        user_ids = users_to_warm(
+            user_ids=user_ids_from(options["users"]), active_since_days=options["active_since"]
+        )
         # One summary, not the cache layer's MISS line per user (-v 2 keeps those).
         with logs.quiet("connectors.cache") if options["verbosity"] < 2 else nullcontext():
             filled, already = warm(
