@@ -12,6 +12,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from connectors.auth import issue_token
+from tests.support.tokens import user_claims
 
 pytestmark = pytest.mark.django_db
 
@@ -23,18 +24,7 @@ def _get(token: str, user_id: str):
 
 
 def _token(user_id: str, **overrides) -> str:
-    now = int(time.time())
-    claims = {
-        "aud": "authenticated",
-        "role": "authenticated",
-        "sub": user_id,
-        "iat": now,
-        "exp": now + 600,
-        "iss": "supabase",
-    }
-    claims.update(overrides)
-    claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(claims, settings.SUPABASE_JWT_SECRET, algorithm="HS256")
+    return jwt.encode(user_claims(user_id, **overrides), settings.SUPABASE_JWT_SECRET, "HS256")
 
 
 def test_a_valid_user_token_is_accepted(alice_id):

@@ -23,6 +23,7 @@ from bench.peers import express
 from connectors.auth import issue_token
 from connectors.models import PlatformConnection
 from tests.support.servers import JSONHandler, local_http_server
+from tests.support.tokens import user_claims
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -181,20 +182,6 @@ def test_the_peer_sets_the_seeds_key_for_300_s_and_reads_it_back_on_every_hit(
         assert third == {"success": True, "data": changed, "cached": True}
 
 
-def _claims(user_id: str, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "aud": "authenticated",
-        "role": "authenticated",
-        "sub": user_id,
-        "iat": now,
-        "exp": now + 600,
-        "iss": "supabase",
-        **overrides,
-    }
-    return {k: v for k, v in claims.items() if v is not None}
-
-
 def _signed(claims: dict[str, Any], *, key: str | None = None, algorithm: str = "HS256") -> str:
     return jwt.encode(claims, key or settings.SUPABASE_JWT_SECRET, algorithm=algorithm)
 
@@ -213,18 +200,18 @@ def test_the_peer_refuses_what_the_service_refuses(
         ("not bearer", "Basic dXNlcjpwYXNz", alice, 401),
         ("three parts", "Bearer a b", alice, 401),
         ("oversized", "Bearer " + "a" * 9000, alice, 401),
-        ("other secret", "Bearer " + _signed(_claims(alice), key="x" * 40), alice, 401),
-        ("HS384", "Bearer " + _signed(_claims(alice), algorithm="HS384"), alice, 401),
-        ("alg none", "Bearer " + jwt.encode(_claims(alice), "", algorithm="none"), alice, 401),
-        ("expired", "Bearer " + _signed(_claims(alice, exp=now - 3600)), alice, 401),
-        ("no exp", "Bearer " + _signed(_claims(alice, exp=None)), alice, 401),
-        ("nbf ahead", "Bearer " + _signed(_claims(alice, nbf=now + 3600)), alice, 401),
-        ("iat ahead", "Bearer " + _signed(_claims(alice, iat=now + 3600)), alice, 401),
-        ("anon role", "Bearer " + _signed(_claims(alice, role="anon")), alice, 401),
-        ("no role", "Bearer " + _signed(_claims(alice, role=None)), alice, 401),
-        ("other aud", "Bearer " + _signed(_claims(alice, aud="someone-else")), alice, 401),
-        ("sub not uuid", "Bearer " + _signed(_claims(alice, sub="not-a-uuid")), alice, 401),
-        ("no sub", "Bearer " + _signed(_claims(alice, sub=None)), alice, 401),
+        ("other secret", "Bearer " + _signed(user_claims(alice), key="x" * 40), alice, 401),
+        ("HS384", "Bearer " + _signed(user_claims(alice), algorithm="HS384"), alice, 401),
+        ("alg none", "Bearer " + jwt.encode(user_claims(alice), "", algorithm="none"), alice, 401),
+        ("expired", "Bearer " + _signed(user_claims(alice, exp=now - 3600)), alice, 401),
+        ("no exp", "Bearer " + _signed(user_claims(alice, exp=None)), alice, 401),
+        ("nbf ahead", "Bearer " + _signed(user_claims(alice, nbf=now + 3600)), alice, 401),
+        ("iat ahead", "Bearer " + _signed(user_claims(alice, iat=now + 3600)), alice, 401),
+        ("anon role", "Bearer " + _signed(user_claims(alice, role="anon")), alice, 401),
+        ("no role", "Bearer " + _signed(user_claims(alice, role=None)), alice, 401),
+        ("other aud", "Bearer " + _signed(user_claims(alice, aud="someone-else")), alice, 401),
+        ("sub not uuid", "Bearer " + _signed(user_claims(alice, sub="not-a-uuid")), alice, 401),
+        ("no sub", "Bearer " + _signed(user_claims(alice, sub=None)), alice, 401),
         ("someone else", "Bearer " + _token_for(bob), alice, 403),
         ("own user", "Bearer " + _token_for(alice), alice, 200),
         ("bad user id", "Bearer " + _token_for(alice), "not-a-uuid", 400),

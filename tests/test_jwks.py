@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 
 from connectors import auth
 from tests.support.servers import JSONHandler, local_http_server
+from tests.support.tokens import user_claims
 
 pytestmark = pytest.mark.django_db
 
@@ -156,18 +157,8 @@ def rs_key(supabase: SupabaseServer, rsa_private: Any) -> SigningKey:
 
 
 def claims_for(user_id: str, supabase: SupabaseServer, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": f"{supabase.url}/auth/v1",
-        "aud": "authenticated",
-        "role": "authenticated",
-        "sub": user_id,
-        "iat": now,
-        "exp": now + 600,
-        "session_id": str(uuid.uuid4()),
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
+    overrides.setdefault("session_id", str(uuid.uuid4()))
+    return user_claims(user_id, issuer=f"{supabase.url}/auth/v1", **overrides)
 
 
 def sign(key: SigningKey, claims: dict[str, Any], **header: Any) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -15,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connectors import outbound
 from tests.support.procs import free_port
 from tests.support.servers import JSONHandler, local_http_server
-from tests.test_redis_access import make_ca
+from tests.support.tls import make_ca, server_certificate
 
 
 @dataclass
@@ -198,36 +192,9 @@ def test_loopback_http_and_any_https_pass_the_policy(settings):
 def https_target(tmp_path: Path, target: Target) -> Iterator[tuple[str, Path]]:
     """The same handler behind TLS, with a certificate from a CA made here."""
     ca_key, ca_cert, ca_path = make_ca(tmp_path, "outbound-test-ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (tmp_path / "server.pem").write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_path, key_path = server_certificate(tmp_path, ca_key, ca_cert)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "server.pem")
+    context.load_cert_chain(cert_path, key_path)
     plain_port = int(target.url.rsplit(":", 1)[1])
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -8,8 +8,6 @@ access to our keys) must cost nothing but the cache: every read falls back to th
 from __future__ import annotations
 
 import copy
-import datetime
-import ipaddress
 import subprocess
 import sys
 import uuid
@@ -18,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
 from connectors import cache
 from tests.support.procs import RedisServer, free_port
+from tests.support.tls import make_ca, server_certificate
 from tests.test_settings import BASE_ENV, _config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.redis]
@@ -116,69 +111,11 @@ def test_an_acl_user_without_the_rights_falls_back_to_the_database(
 
 
 # --- TLS ------------------------------------------------------------------------------------------
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_ca(directory: Path, name: str) -> tuple[Any, x509.Certificate, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(_name(name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): key identifiers are required.
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    path = directory / f"{name}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key, cert, path
-
-
 @pytest.fixture
 def tls(tmp_path: Path) -> dict[str, Path]:
     ca_key, ca_cert, ca_path = make_ca(tmp_path, "test-ca")
     _, _, other_ca_path = make_ca(tmp_path, "other-ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "server.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    server_certificate(tmp_path, ca_key, ca_cert, dns_names=("localhost",))
     return {
         "ca": ca_path,
         "other_ca": other_ca_path,
