@@ -51,12 +51,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _isolated_cache() -> Iterator[None]:
     """Every test starts and ends with no keys under this run's prefix (never FLUSHDB), and
     with a closed breaker."""
-    cache.breaker.reset()
+    cache.reset_breakers()
     cache.set_undelivered(False)
     cache.clear_all()
     throttling.reset_local_counters()  # Redis counters went with clear_all()
     yield
-    cache.breaker.reset()
+    cache.reset_breakers()
     cache.set_undelivered(False)
     cache.clear_all()
 

@@ -12,7 +12,7 @@ from connectors.cache import InvalidationListener, ListenerUnsupported, conninfo
 class Command(BaseCommand):
     help = (
         "Invalidate cached statuses on Postgres NOTIFY, for writes Django does not see "
-        "(raw SQL, other services); run one per deployment."
+        "(raw SQL, other services); run one per deployment, never through a transaction pooler."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -58,7 +58,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Done! {stats.notifications:,} notifications, {stats.invalidations:,} "
-                f"invalidations, {stats.epoch_bumps:,} epoch bumps ({stats.epoch_keys:,} keys), "
-                f"{stats.failures:,} connection failures in {time.perf_counter() - started:.2f} s."
+                f"invalidations, {stats.resyncs:,} outbox replays, {stats.epoch_bumps:,} epoch "
+                f"bumps ({stats.epoch_keys:,} keys), {stats.failures:,} connection failures in "
+                f"{time.perf_counter() - started:.2f} s."
             )
         )
