@@ -22,7 +22,6 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
-from redis.sentinel import SentinelManagedSSLConnection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -256,7 +255,7 @@ def _sentinel_addresses(raw: str) -> list[tuple[str, int]]:
     return addresses
 
 
-def _redis_topology_options(url: str, pool_kwargs: dict[str, Any]) -> dict[str, Any]:
+def _redis_topology_options(url: str) -> dict[str, Any]:
     """CACHES OPTIONS for Sentinel or Cluster on top of the single-node ones (none for those)."""
     if REDIS_SENTINELS and REDIS_CLUSTER:
         raise ImproperlyConfigured("Set REDIS_SENTINELS or REDIS_CLUSTER=1, not both.")
@@ -275,9 +274,6 @@ def _redis_topology_options(url: str, pool_kwargs: dict[str, Any]) -> dict[str, 
             "With REDIS_SENTINELS set, REDIS_URL names the Sentinel service instead of a host: "
             "redis://[user:password@]<service name>/0 (rediss:// for TLS)."
         )
-    if parts.scheme == "rediss":
-        # from_url would pick a plain SSLConnection, which ignores Sentinel's choice of master.
-        pool_kwargs["connection_class"] = SentinelManagedSSLConnection
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": REDIS_SOCKET_TIMEOUT,
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
@@ -332,7 +328,7 @@ if CACHE_ENABLED:
                 # Redis failures degrade to the database instead of failing the request.
                 "IGNORE_EXCEPTIONS": True,
                 "CONNECTION_POOL_KWARGS": _pool_kwargs,
-                **_redis_topology_options(REDIS_URL, _pool_kwargs),
+                **_redis_topology_options(REDIS_URL),
             },
         }
     }

@@ -18,7 +18,8 @@ from django.db import connection
 from connectors import cache
 from connectors.cache import State, outbox, recovery
 from connectors.models import PendingInvalidation
-from tests.conftest import status_of
+from tests.conftest import _use_redis, status_of
+from tests.support.topologies import RedisNode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -337,3 +338,30 @@ def test_one_failed_redis_read_while_the_database_hangs_still_serves_the_cached_
     assert body["cached"] is True
     assert body["data"]["platforms"]["github"]["connected"] is True
     assert cache.breaker.state is State.CLOSED
+
+
+def test_a_redis_restored_from_an_older_snapshot_gets_recent_invalidations_again(
+    alice, alice_id, make_connection, settings, tmp_path
+):
+    """A DEL Redis acknowledged, then lost: the server restarts from a snapshot taken before
+    it (or a replica that never got it is promoted). No request failed, no row is pending; the
+    sweeper sees a new run id and replays the retention window."""
+    node = RedisNode(tmp_path).start()
+    try:
+        _use_redis(settings, node)
+        make_connection(alice_id, "github")
+        _warm(alice, alice_id)
+        outbox.sweep_once()  # the sweeper has seen this server
+        node.client().save()  # a snapshot holding alice's entry
+        assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+        assert not _pending(alice_id)  # delivered
+        node.kill()
+        node.start()  # from the snapshot: the DEL is gone and the old entry is back
+        assert node.client().get(cache.full_key(cache.platform_status_key(alice_id)))
+
+        outbox.sweep_once()
+
+        assert _github(alice, alice_id)["connected"] is False
+        assert cache.breaker.transitions == 0  # nothing failed that a breaker could see
+    finally:
+        node.kill()

@@ -67,8 +67,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, CacheUnavailable):
+        # Redis' own text (addresses, key names, server messages) stays in the logs.
+        logger.warning("Cache unavailable: %s", exc)
         return Response(
-            error_body("cache_unavailable", str(exc)), status=503, headers={"Retry-After": "5"}
+            error_body("cache_unavailable", "The cache is unavailable; try again shortly."),
+            status=503,
+            headers={"Retry-After": "5"},
         )
     if isinstance(exc, DatabaseError):
         logger.error("Database error: %s", exc.__class__.__name__)

@@ -53,6 +53,7 @@ class CircuitBreaker:
         self._rounds = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self._tripped_during_probe = False
         self.transitions = 0
 
     @property
@@ -127,22 +128,37 @@ class CircuitBreaker:
             if round_ == self._confirming:
                 self._confirming = self._timeouts = 0
 
+    def trip(self, reason: str) -> None:
+        """Open now, whatever the count (the caller knows the dependency cannot be trusted
+        until a probe has run). A probe already in flight may have checked too early: its
+        success then opens the breaker again instead of closing it."""
+        with self._lock:
+            if self._state is State.CLOSED:
+                self._open(reason)
+            elif self._probe_in_flight:
+                self._tripped_during_probe = True
+
     def probe_succeeded(self) -> None:
         with self._lock:
             self._probe_in_flight = False
             self._failures = 0
+            if self._tripped_during_probe:
+                self._tripped_during_probe = False
+                self._open("tripped while the probe ran")
+                return
             self._set(State.CLOSED, "probe succeeded")
 
     def probe_failed(self, reason: object) -> None:
         with self._lock:
             self._probe_in_flight = False
+            self._tripped_during_probe = False
             self._open(f"probe failed ({reason})")
 
     def reset(self) -> None:
         with self._lock:
             self._state = State.CLOSED
             self._failures = self._timeouts = 0
-            self._probe_in_flight = False
+            self._probe_in_flight = self._tripped_during_probe = False
             self._confirming = 0
             self.transitions = 0
 

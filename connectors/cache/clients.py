@@ -17,7 +17,8 @@ from django_redis.client import DefaultClient
 from django_redis.exceptions import ConnectionInterrupted
 from django_redis.pool import SentinelConnectionFactory
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import SSLConnection
 from redis.exceptions import (
     ClusterDownError,
     ReadOnlyError,
@@ -26,6 +27,8 @@ from redis.exceptions import (
     TryAgainError,
 )
 from redis.retry import Retry
+from redis.sentinel import SentinelManagedConnection
+from redis.utils import SENTINEL
 
 
 class NotReplicated(redis.RedisError):
@@ -63,8 +66,13 @@ def cluster_for(url: str, options: dict[str, Any]) -> RedisCluster:
         if client is None:
             kwargs = {k: v for k, v in options.get("CONNECTION_POOL_KWARGS", {}).items()}
             kwargs.pop("retry", None)
-            client = _clusters[key] = RedisCluster.from_url(
-                url,
+            # Every node another client of this process knows of, not only the URL's: that one
+            # may be the very node that is down (a probe's or a PING's client, made then).
+            known = next((c for c in _clusters.values() if c.connectors_url == url), None)  # type: ignore[attr-defined]
+            startup = [ClusterNode(n.host, n.port) for n in known.get_nodes()] if known else []
+            client = _clusters[key] = RedisCluster(
+                url=url,
+                startup_nodes=startup,
                 socket_timeout=options.get("SOCKET_TIMEOUT"),
                 socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT"),
                 # No retry loop on the request path: the breaker and the database fallback
@@ -74,6 +82,7 @@ def cluster_for(url: str, options: dict[str, Any]) -> RedisCluster:
                 require_full_coverage=False,
                 **kwargs,
             )
+            client.connectors_url = url  # type: ignore[attr-defined]
     return client
 
 
@@ -85,10 +94,44 @@ class ClusterClient(DefaultClient):
         return cluster_for(self._server[index], self._options)
 
 
+class SentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel connection reads with disconnect_on_error=False (its base class
+    says True): a reply that timed out then arrives on a connection back in the pool, and is
+    read as the answer to the next command sent on it (a WAIT, a GET of another key)."""
+
+    def read_response(
+        self,
+        disable_decoding: bool = False,
+        *,
+        timeout: float | object = SENTINEL,
+        disconnect_on_error: bool | None = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        return super().read_response(
+            disable_decoding=disable_decoding,
+            timeout=timeout,
+            disconnect_on_error=disconnect_on_error,
+            push_request=push_request,
+        )
+
+
+class SentinelSSLConnection(SentinelConnection, SSLConnection):
+    pass
+
+
 class SentinelFactory(SentinelConnectionFactory):
-    """Only a sentinel that sees a majority of its peers may name the master: in a partition,
-    the minority's stale answer would point writes at a node that is about to be demoted."""
+    """django-redis' Sentinel factory with connections that drop a timed-out reply, and a
+    majority rule: a sentinel that sees no peer may be on the losing side of a partition, and
+    its stale answer would point writes at a node about to be demoted."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
         self._sentinel.min_other_sentinels = len(options["SENTINELS"]) // 2
+
+    def get_connection_pool(self, params: dict[str, Any]) -> Any:
+        tls = str(params.get("url", "")).startswith("rediss:")
+        self.pool_cls_kwargs: dict[str, Any] = {
+            **self.pool_cls_kwargs,
+            "connection_class": SentinelSSLConnection if tls else SentinelConnection,
+        }
+        return super().get_connection_pool(params)

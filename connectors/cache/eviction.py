@@ -46,6 +46,7 @@ def evict(slot: Slot) -> bool:
         store.call(delete, key=keys[0], force=True)
     except CacheUnavailable as e:
         logger.error("Could not invalidate %s (kept for replay): %s", slot.describe(), e)
+        store.trip(keys[0], "an invalidation could not be delivered")
         return False
     logger.info(
         "Invalidated %s cache for %s %s (%.1fms)",

@@ -189,9 +189,14 @@ def _watch_topology() -> frozenset[int]:
     if not store.enabled() or settings.CACHE_OUTBOX_RETENTION_SECONDS <= 0:
         return frozenset()
     try:
-        current = {str(k): v for k, v in store.call_maintenance(topology.fingerprint).items()}
+        # A short timeout: a paused Redis must not stall the sweeper's passes.
+        found = store.call_maintenance(topology.fingerprint, store.confirm_timeout())
+        current = {str(k): v for k, v in found.items()}
     except CacheUnavailable:
         return frozenset()  # asked again next pass; a change is seen once Redis answers
+    location = repr(settings.CACHES["default"].get("LOCATION"))
+    if _watch.get("location") != location:  # another Redis altogether (tests switch)
+        _watch.update(location=location, fingerprint=None, changed_at=None)
     previous, _watch["fingerprint"] = _watch["fingerprint"], current
     now = timezone.now()
     if previous is not None and current != previous:
@@ -276,15 +281,16 @@ class _Sweeper:
     def lead_once(self, interval: float) -> float:
         self.passes += 1
         if _watch["fingerprint"] is None:  # a new leader takes over its predecessor's view
-            _watch["fingerprint"] = (self.election().read() or {}).get("fingerprint")
-        started = time.time()
+            state = self.election().read() or {}
+            _watch.update(location=state.get("location"), fingerprint=state.get("fingerprint"))
         if not sweep_once():
             return min(interval, _RETRY_SECONDS)
         self.election().publish(
             {
-                "at": started,
+                "at": time.time(),
                 "undelivered": sorted(store.undelivered_shards()),
                 "fingerprint": _watch["fingerprint"],
+                "location": _watch.get("location"),
             }
         )
         return interval

@@ -130,8 +130,10 @@ def breakers() -> list[CircuitBreaker]:
 
 
 def reset_breakers() -> None:
-    for each in breakers():
-        each.reset()
+    """Close every breaker; shard breakers are made anew (with the settings of now)."""
+    breaker.reset()
+    with _shard_lock:
+        _shard_breakers.clear()
 
 
 def call[T](
@@ -288,8 +290,8 @@ def breaker_closed() -> bool:
     return not breaker_on() or all(each.state is State.CLOSED for each in breakers())
 
 
-# Shards with invalidations known to be undelivered that cannot be delivered now (set by the
-# outbox sweeper): Redis may hold stale entries there even though this process saw no failure.
+# Shards with invalidations known to be undelivered that cannot be delivered now (the host's
+# sweeper says so): Redis may hold stale entries there even though this process saw no failure.
 _undelivered: frozenset[int] = frozenset()
 
 
@@ -312,6 +314,14 @@ def set_undelivered(value: bool | Iterable[int]) -> None:
     elif not shards and _undelivered:
         logger.info("Pending invalidations replayed: reading from Redis again")
     _undelivered = shards
+
+
+def trip(key: str, reason: str) -> None:
+    """An invalidation of `key` could not be delivered: open its shard's breaker, so that this
+    process reads nothing from that shard until a probe has replayed the outbox there (its
+    own writes, read at once; the other processes learn it from the sweeper)."""
+    if breaker_on():
+        breaker_for(topology.shard_of(redis_client(), key)).trip(reason)
 
 
 def readable() -> bool:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -32,6 +32,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, as Redis Cluster needs."""
+    for _ in range(100):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as sock:
+            if sock.connect_ex((HOST, port + 10000)) != 0:
+                return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -68,8 +80,19 @@ class RedisNode:
     def name(self) -> str:
         return f"{HOST}:{self.port}"
 
+    @property
+    def url(self) -> str:
+        return f"redis://{self.name}/0"
+
     def client(self, timeout: float = 2.0) -> redis.Redis:
-        return redis.Redis(HOST, self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
+        """A client of this node alone, no retries (a paused node costs one timeout)."""
+        return redis.Redis(
+            HOST,
+            self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def start(self) -> RedisNode:
         binary = shutil.which("redis-server")
@@ -154,6 +177,13 @@ class SentinelSet:
         return [s.address for s in self.sentinels]
 
     def start(self) -> SentinelSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> SentinelSet:
         master = self.nodes[0].start()
         for replica in self.nodes[1:]:
             replica.args += ("--replicaof", HOST, str(master.port))
@@ -173,7 +203,7 @@ class SentinelSet:
 
         def stable() -> bool:
             for sentinel in self.sentinels:
-                state = sentinel.client().sentinel_master(self.service)
+                state: Any = sentinel.client().sentinel_master(self.service)
                 if not (
                     "master" in state["flags"]
                     and "s_down" not in state["flags"]
@@ -193,8 +223,9 @@ class SentinelSet:
         """The master as the sentinels name it now (the first one that answers)."""
         for sentinel in self.sentinels:
             with contextlib.suppress(redis.RedisError):
-                host, port = sentinel.client(0.5).sentinel_get_master_addr_by_name(self.service)
-                return (str(host), int(port))
+                found: Any = sentinel.client(0.5).sentinel_get_master_addr_by_name(self.service)
+                host, port = found
+                return (host.decode() if isinstance(host, bytes) else str(host), int(port))
         raise RuntimeError("no sentinel answered")
 
     def node(self, address: tuple[str, int]) -> RedisNode:
@@ -211,7 +242,10 @@ class SentinelSet:
         """Until every sentinel names a master other than `old` (+switch-master)."""
 
         def switched() -> RedisNode | None:
-            names = {s.client(0.5).sentinel_get_master_addr_by_name(self.service)[1] for s in self.sentinels}
+            names = {
+                cast(Any, s.client(0.5).sentinel_get_master_addr_by_name(self.service))[1]
+                for s in self.sentinels
+            }
             if len(names) == 1 and int(next(iter(names))) != old.port:
                 return self.node((HOST, int(next(iter(names)))))
             return None
@@ -225,7 +259,11 @@ class SentinelSet:
         return self.wait_for_new_master(old)
 
     def cache_settings(
-        self, *, prefix: str, timeout: float = 0.2, factory: str = "connectors.cache.clients.SentinelFactory"
+        self,
+        *,
+        prefix: str,
+        timeout: float = 0.2,
+        factory: str = "connectors.cache.clients.SentinelFactory",
     ) -> dict[str, Any]:
         """CACHES["default"] for this set, as settings.py builds it from REDIS_SENTINELS."""
         options = _cache_options(timeout)
@@ -256,21 +294,33 @@ class ClusterSet:
             "--cluster-require-full-coverage", "no",
             "--cluster-replica-validity-factor", "0",
         )  # fmt: skip
-        self.nodes = [RedisNode(workdir, *args) for _ in range(masters * (1 + replicas))]
+        self.nodes = [
+            RedisNode(workdir, *args, port=free_cluster_port())
+            for _ in range(masters * (1 + replicas))
+        ]
         self.replicas_per_master = replicas
+        self._first_slot: dict[int, int] = {}
 
     @property
     def url(self) -> str:
         return f"redis://{self.nodes[0].name}/0"
 
     def start(self) -> ClusterSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> ClusterSet:
         for node in self.nodes:
             node.start()
         binary = shutil.which("redis-cli")
         assert binary, "redis-cli is not installed"
+        create = [binary, "--cluster", "create", *(n.name for n in self.nodes)]
+        create += ["--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"]
         subprocess.run(
-            [binary, "--cluster", "create", *(n.name for n in self.nodes)]
-            + ["--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"],
+            create,
             check=True,
             capture_output=True,
             timeout=60,
@@ -300,7 +350,10 @@ class ClusterSet:
         for node in self.nodes:
             if node.alive():
                 with contextlib.suppress(redis.RedisError):
-                    return list(node.client(0.5).execute_command("CLUSTER", "SLOTS"))
+                    slots = list(node.client(0.5).execute_command("CLUSTER", "SLOTS"))
+                    for entry in slots:  # remembered: a failed master no longer appears
+                        self._first_slot[int(entry[2][1])] = int(entry[0])
+                    return slots
         raise RuntimeError("no cluster node answered")
 
     def masters(self) -> list[RedisNode]:
@@ -315,14 +368,17 @@ class ClusterSet:
         raise RuntimeError(f"slot {slot} is not covered")
 
     def replica_of(self, master: RedisNode) -> RedisNode:
-        for start, end, primary, *replicas in self._slots():
-            if int(primary[1]) == master.port and replicas:
-                return next(n for n in self.nodes if n.port == int(replicas[0][1]))
+        """A replica connected to `master` now (its own word: INFO replication)."""
+        replication = master.client().info("replication")
+        for name, value in replication.items():
+            if name.startswith("slave") and isinstance(value, dict):
+                return next(n for n in self.nodes if n.port == int(value["port"]))
         raise RuntimeError(f"{master.name} has no replica")
 
     def wait_for_new_master(self, old: RedisNode, timeout: float = 30) -> RedisNode:
         """Until the slots `old` served are served by another node (its replica, promoted)."""
-        first = next(int(e[0]) for e in self._slots() if int(e[2][1]) == old.port)
+        self._slots()
+        first = self._first_slot[old.port]
 
         def moved() -> RedisNode | None:
             for start, end, primary, *_ in self._slots():
@@ -333,7 +389,11 @@ class ClusterSet:
         return wait_until(moved, timeout, f"a new master for {old.name}'s slots")
 
     def cache_settings(
-        self, *, prefix: str, timeout: float = 0.2, client: str = "connectors.cache.clients.ClusterClient"
+        self,
+        *,
+        prefix: str,
+        timeout: float = 0.2,
+        client: str = "connectors.cache.clients.ClusterClient",
     ) -> dict[str, Any]:
         """CACHES["default"] for this cluster, as settings.py builds it with REDIS_CLUSTER=1."""
         options = _cache_options(timeout)
