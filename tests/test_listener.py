@@ -22,7 +22,7 @@ from connectors.cache.listener import (
     ListenerUnsupported,
     conninfo_from_settings,
 )
-from tests.support.topologies import PgBouncer
+from tests.support.pgbouncer import PgBouncer
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 needs_services = [
