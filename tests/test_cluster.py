@@ -38,6 +38,7 @@ def on_cluster(settings, cluster):
     cluster.wait_healthy()
     caches = copy.deepcopy(settings.CACHES)
     caches["default"] = cluster.cache_settings(prefix=settings.CACHE_KEY_PREFIX)
+    caches["throttle"] = caches["default"]  # rate limits in the cluster too, as deployed
     settings.CACHES = caches
     settings.REDIS_WAIT_REPLICAS = 1
     settings.CACHE_BREAKER_COOLDOWN_SECONDS = 0.3
@@ -70,6 +71,14 @@ def test_reads_fills_and_invalidations_work_on_every_shard(service, make_connect
         assert _github(service, user)["connected"] is False
         assert status_of(service, user)["cached"] is True
     assert cache.breaker_state() == "closed"
+
+
+def test_a_user_token_is_rate_limited_through_the_cluster(alice, alice_id, on_cluster, settings):
+    """The throttle's pipeline (INCR, EXPIRE, PTTL per limit) spans slots: a cluster pipeline
+    of single-key commands."""
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "user": "3/min"}
+    codes = [alice.get(f"/api/connectors/status/{alice_id}").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
 
 
 def test_writes_by_another_program_are_replayed_per_slot(

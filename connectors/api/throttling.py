@@ -19,6 +19,7 @@ import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from redis.exceptions import RedisClusterException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
@@ -129,7 +130,7 @@ class ApiRateThrottle(BaseThrottle):
                 pipe.expire(key, bucket.duration, nx=True)
                 pipe.pttl(key)
             replies = pipe.execute()
-        except (redis.RedisError, OSError) as e:
+        except (redis.RedisError, RedisClusterException, OSError) as e:  # not a RedisError
             # Fail open: an unreachable Redis must not take the API down with it; the cache
             # layer already logs the outage.
             logger.debug("Throttle check skipped, Redis unavailable: %s", e.__class__.__name__)
