@@ -150,7 +150,8 @@ def test_one_shards_failover_costs_only_its_own_users_hits(service, make_connect
         failing.resume()
 
     assert recovered, "the failed shard never came back: its breaker stayed open"
-    assert healthy_hits == healthy_reads, f"{healthy_hits} hits in {healthy_reads} reads"
+    # The target; with one breaker for the whole cluster it was about 0 meanwhile.
+    assert healthy_hits >= 0.95 * healthy_reads, f"{healthy_hits} hits in {healthy_reads} reads"
     assert stale == 0, "the write made during the outage was not seen"
     assert new.port != failing.port
     assert _github(service, failing_users[0])["connected"] is False
