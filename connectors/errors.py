@@ -74,6 +74,10 @@ class CacheUnavailable(Exception):
     """Redis could not be used; callers fall back to the database."""
 
 
+class CacheKeyUnreadable(CacheUnavailable):
+    """Redis answered with an error for this key (a planted key of another type): a miss."""
+
+
 class ConnectionRequired(DomainError):
     code = "not_connected"
     status_code = 409

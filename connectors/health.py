@@ -27,7 +27,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "status": "ok" if database == "ok" else "unavailable",
         "database": database,
         "redis": cache.health(),
-        "breaker": cache.breaker.state.value if cache.enabled() else None,
+        "breaker": cache.breaker_state(),
     }
     response = JsonResponse(body, status=200 if database == "ok" else 503)
     if database != "ok":

@@ -143,20 +143,30 @@ class PlatformConnection(models.Model):
 
 
 class PendingInvalidation(models.Model):
-    """A change to a user's connections whose cache invalidation is not yet confirmed.
+    """A change to a user's connections, and whether its cache invalidation was delivered.
 
     Rows are written by a database trigger in the same transaction as the change, whoever makes
     it (ORM, QuerySet.update, raw SQL, another service), so they survive a crash or a Redis
-    outage between the commit and the DEL. The cache layer deletes them once a DEL that
-    followed their commit has succeeded; anything left over is replayed (connectors.cache.outbox).
+    outage between the commit and the DEL. The cache layer sets `delivered_at` once a DEL that
+    followed their commit has succeeded; undelivered rows are replayed, and delivered ones are
+    kept for a while and replayed again if Redis' master changes (connectors.cache.outbox).
     """
 
     id = models.BigAutoField(primary_key=True)
     user_id = models.UUIDField(db_index=True)
     created_at = models.DateTimeField(db_default=Now())
+    delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["created_at"], name="pending_inval_created_idx")]
+        indexes = [
+            models.Index(fields=["created_at"], name="pending_inval_created_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="pending_inval_undelivered_idx",
+                condition=models.Q(delivered_at__isnull=True),
+            ),
+            models.Index(fields=["delivered_at"], name="pending_inval_delivered_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"pending invalidation of {self.user_id}"

@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -211,8 +212,8 @@ TEMPLATES = [
 
 
 # --- Database -------------------------------------------------------------------------------
-def _database_config(pooler: str) -> dict[str, Any]:
-    url = envstr("DATABASE_URL")
+def _database_config(pooler: str, variable: str = "DATABASE_URL") -> dict[str, Any]:
+    url = envstr(variable)
     if not url:
         return {
             "ENGINE": "django.db.backends.sqlite3",
@@ -221,7 +222,7 @@ def _database_config(pooler: str) -> dict[str, Any]:
     scheme = urlsplit(url).scheme
     if scheme not in {"postgres", "postgresql", "sqlite"}:
         _fail(
-            f"DATABASE_URL has scheme {scheme!r}: use postgres://user:pass@host:5432/db "
+            f"{variable} has scheme {scheme!r}: use postgres://user:pass@host:5432/db "
             "(query options such as ?sslmode=require are passed to psycopg) or sqlite:///path."
         )
         return {"ENGINE": "django.db.backends.dummy"}
@@ -232,7 +233,7 @@ def _database_config(pooler: str) -> dict[str, Any]:
             dj_database_url.parse(url, conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60))
         )
     except ValueError as e:
-        _fail(f"DATABASE_URL could not be parsed: {e}")
+        _fail(f"{variable} could not be parsed: {e}")
         return {"ENGINE": "django.db.backends.dummy"}
     if scheme == "sqlite":
         return config
@@ -256,6 +257,12 @@ DATABASES = {
         envchoice("DATABASE_POOLER", "auto", ("auto", "session", "transaction", "none"))
     )
 }
+# A transaction pooler (pgbouncer's transaction mode, Supavisor on 6543) delivers no NOTIFY, so
+# `listen_invalidations` refuses it and takes LISTEN_DATABASE_URL (direct or session mode).
+DATABASE_TRANSACTION_POOLER = bool(DATABASES["default"].get("DISABLE_SERVER_SIDE_CURSORS"))
+LISTEN_DATABASE = (
+    _database_config("session", "LISTEN_DATABASE_URL") if envstr("LISTEN_DATABASE_URL") else None
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -272,6 +279,85 @@ if not CACHE_KEY_PREFIX or any(c in CACHE_KEY_PREFIX for c in "{}* \t\n"):
 REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.025, minimum=0.001)
 REDIS_CONNECT_TIMEOUT = envfloat("REDIS_CONNECT_TIMEOUT", 0.025, minimum=0.001)
 REDIS_TLS_CA_FILE = envstr("REDIS_TLS_CA_FILE")
+# Sentinel: REDIS_SENTINELS lists the sentinels and REDIS_URL names the service instead of a host
+# (django-redis' convention). Cluster: REDIS_CLUSTER=1 and REDIS_URL is any one node. Credentials
+# and rediss:// come from REDIS_URL in every shape. docs/architecture.md ("Failover").
+REDIS_SENTINELS = envstr("REDIS_SENTINELS")
+REDIS_SENTINEL_USERNAME = envstr("REDIS_SENTINEL_USERNAME")
+REDIS_SENTINEL_PASSWORD = envstr("REDIS_SENTINEL_PASSWORD")
+REDIS_CLUSTER = envbool("REDIS_CLUSTER", False)
+# An invalidation counts as delivered once this many replicas acknowledged it (WAIT), or the
+# node is confirmed master after the DEL; 0 turns WAIT off (the default without replicas).
+REDIS_WAIT_REPLICAS = envint("REDIS_WAIT_REPLICAS", 1 if REDIS_SENTINELS or REDIS_CLUSTER else 0)
+
+
+def _redis_tls_ca_file(path: str) -> str:
+    if path:
+        try:
+            ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError) as e:
+            reason = getattr(e, "strerror", None) or e
+            _fail(
+                f"REDIS_TLS_CA_FILE={path!r} cannot be loaded ({reason}): "
+                "point it at a readable PEM file of CA certificates, or leave it empty to verify "
+                "against the system's CAs."
+            )
+            return ""
+    return path
+
+
+def _sentinel_addresses(raw: str) -> list[tuple[str, int]]:
+    addresses = []
+    for item in (part.strip() for part in raw.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            _fail(
+                f"REDIS_SENTINELS has {item!r}: list host:port pairs, comma-separated "
+                "(e.g. 10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379)."
+            )
+            continue
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+def _redis_topology_options(url: str) -> dict[str, Any]:
+    """CACHES OPTIONS for Sentinel or Cluster on top of the single-node ones (none for those)."""
+    if REDIS_SENTINELS and REDIS_CLUSTER:
+        _fail("Set REDIS_SENTINELS or REDIS_CLUSTER=1, not both.")
+        return {}
+    parts = urlsplit(url)
+    if REDIS_CLUSTER:
+        if parts.path.strip("/") not in ("", "0"):
+            _fail(
+                f"REDIS_URL selects database {parts.path.strip('/')!r}: Redis Cluster has only "
+                "database 0 (use CACHE_KEY_PREFIX to share a cluster)."
+            )
+        return {"CLIENT_CLASS": "connectors.cache.clients.ClusterClient"}
+    if not REDIS_SENTINELS:
+        return {}
+    if parts.port is not None or not parts.hostname:
+        _fail(
+            "With REDIS_SENTINELS set, REDIS_URL names the Sentinel service instead of a host: "
+            "redis://[user:password@]<service name>/0 (rediss:// for TLS)."
+        )
+        return {}
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "username": REDIS_SENTINEL_USERNAME or None,
+        "password": REDIS_SENTINEL_PASSWORD or None,
+    }
+    if parts.scheme == "rediss":  # the sentinels speak TLS too, verified the same way
+        sentinel_kwargs.update(ssl=True, ssl_cert_reqs="required")
+        if REDIS_TLS_CA_FILE:
+            sentinel_kwargs["ssl_ca_certs"] = REDIS_TLS_CA_FILE
+    return {
+        "CLIENT_CLASS": "django_redis.client.SentinelClient",
+        "CONNECTION_FACTORY": "connectors.cache.clients.SentinelFactory",
+        "SENTINELS": _sentinel_addresses(REDIS_SENTINELS),
+        "SENTINEL_KWARGS": sentinel_kwargs,
+    }
+
 
 CACHE_ENABLED = bool(REDIS_URL)
 if CACHE_ENABLED:
@@ -281,6 +367,7 @@ if CACHE_ENABLED:
             f"REDIS_URL has scheme {_redis_scheme!r}: use redis://[:password@]host:6379/0, "
             "rediss:// for TLS (Upstash), or unix:///path/to/redis.sock."
         )
+    REDIS_TLS_CA_FILE = _redis_tls_ca_file(REDIS_TLS_CA_FILE)
     _pool_kwargs: dict[str, Any] = {
         "health_check_interval": 30,
         # A pooled connection the server closed while idle (Upstash, `timeout` in redis.conf)
@@ -308,6 +395,7 @@ if CACHE_ENABLED:
                 # Redis failures degrade to the database instead of failing the request.
                 "IGNORE_EXCEPTIONS": True,
                 "CONNECTION_POOL_KWARGS": _pool_kwargs,
+                **_redis_topology_options(REDIS_URL),
             },
         }
     }
@@ -352,6 +440,12 @@ CACHE_WARM_ON_EMPTY = envint("CACHE_WARM_ON_EMPTY", 10000)
 # How long past its TTL an entry may still be served while the database is down
 # (RFC 5861 stale-if-error); Redis keeps entries this much longer than their TTL.
 CACHE_STALE_IF_ERROR_SECONDS = envint("CACHE_STALE_IF_ERROR_SECONDS", 300)
+# Delivered invalidations are kept this long and replayed when Redis' master changes (failover,
+# restart): no entry is served fresh past its TTL, so the status TTL covers every DEL a changed
+# master could have lost (docs/architecture.md, "Failover").
+CACHE_OUTBOX_RETENTION_SECONDS = envfloat(
+    "CACHE_OUTBOX_RETENTION_SECONDS", 300 * CACHE_TTL_SCALE, minimum=0.0
+)
 
 
 # --- Supabase and secrets -------------------------------------------------------------------
@@ -481,18 +575,10 @@ def provider_api_bases(environ: Mapping[str, str], *, debug: bool) -> dict[str, 
         value = raw.strip().rstrip("/")
         if not match or not value:
             continue
-        parts = urlsplit(value)
-        loopback = parts.hostname in {"127.0.0.1", "::1"}
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query:
-            raise ImproperlyConfigured(
-                f"{variable}={raw!r} must be an https:// URL without a query string."
-            )
-        if parts.scheme == "http" and not (debug or loopback):
-            raise ImproperlyConfigured(
-                f"{variable}={raw!r} must use https (plain http only to 127.0.0.1 / ::1, or with "
-                "DJANGO_DEBUG=1)."
-            )
-        bases[match[1].lower()] = value
+        if urlsplit(value).query:
+            _fail(f"{variable}={raw!r} must be an https:// URL without a query string.")
+        elif checked_url(variable, value, debug=debug):
+            bases[match[1].lower()] = value
     return bases
 
 
@@ -518,7 +604,7 @@ EXTRACTION_RECOVER_INTERVAL_SECONDS = envfloat(
 EXTRACTION_MAX_RECOVERIES = envint("EXTRACTION_MAX_RECOVERIES", 3)
 if EXTRACTION_STALE_SECONDS <= EXTRACTION_HTTP_DEADLINE + EXTRACTION_RETRY_BACKOFF_MAX_SECONDS:
     # A live worker reports before every request; one request plus one backoff must fit.
-    raise ImproperlyConfigured(
+    _fail(
         f"EXTRACTION_STALE_SECONDS={EXTRACTION_STALE_SECONDS:g} must exceed "
         "EXTRACTION_HTTP_DEADLINE + EXTRACTION_RETRY_BACKOFF_MAX_SECONDS "
         f"({EXTRACTION_HTTP_DEADLINE + EXTRACTION_RETRY_BACKOFF_MAX_SECONDS:g}), or live jobs "

@@ -5,7 +5,6 @@ The helpers behind them (processes, local servers, clients) are in tests/support
 
 from __future__ import annotations
 
-import copy
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from rest_framework.test import APIClient
 from connectors import cache
 from connectors.api import throttling
 from connectors.models import PlatformConnection
-from tests.support.clients import client_for
+from tests.support.clients import client_for, use_cache
 from tests.support.procs import RedisServer
 from tests.support.servers import FakeProvider
 
@@ -63,12 +62,12 @@ def _static_files_from_the_apps() -> Iterator[None]:
 def _isolated_cache() -> Iterator[None]:
     """Every test starts and ends with no keys under this run's prefix (never FLUSHDB), and
     with a closed breaker."""
-    cache.breaker.reset()
+    cache.reset_breakers()
     cache.set_undelivered(False)
     cache.clear_all()
     throttling.reset_local_counters()  # Redis counters went with clear_all()
     yield
-    cache.breaker.reset()
+    cache.reset_breakers()
     cache.set_undelivered(False)
     cache.clear_all()
 
@@ -133,20 +132,12 @@ def oauth_provider(settings: Any) -> Iterator[FakeProvider]:
 
 
 # --- A throwaway redis-server for fault tests (never the shared one) ---------------------------
-def _use_redis(settings: Any, server: RedisServer) -> None:
-    caches = copy.deepcopy(settings.CACHES)
-    caches["default"]["LOCATION"] = server.url
-    caches["default"]["OPTIONS"]["SOCKET_TIMEOUT"] = 0.2
-    caches["default"]["OPTIONS"]["SOCKET_CONNECT_TIMEOUT"] = 0.2
-    settings.CACHES = caches
-
-
 @pytest.fixture
 def own_redis(settings: Any) -> Iterator[RedisServer]:
     """A private redis-server, and the app's cache pointed at it for this test."""
     server = RedisServer()
     server.start()
-    _use_redis(settings, server)
+    use_cache(settings, server.url)
     yield server
     server.kill()
 
@@ -156,6 +147,6 @@ def own_persistent_redis(settings: Any, tmp_path: Path) -> Iterator[RedisServer]
     """Like own_redis, but it keeps its data (AOF) across a kill and restart."""
     server = RedisServer(workdir=tmp_path, persist=True)
     server.start()
-    _use_redis(settings, server)
+    use_cache(settings, server.url)
     yield server
     server.kill()

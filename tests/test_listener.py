@@ -15,11 +15,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from connectors import cache, selectors
-from connectors.cache.listener import InvalidationListener, conninfo_from_settings
+from connectors.cache.listener import (
+    InvalidationListener,
+    ListenerUnsupported,
+    conninfo_from_settings,
+)
 from tests.support import workloads
+from tests.support.pgbouncer import PgBouncer
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 needs_services = [
@@ -153,11 +158,16 @@ def test_rolled_back_writes_send_nothing_and_deletes_do(
 
 
 @services
-def test_reconnect_bumps_the_epoch_so_writes_missed_while_away_are_not_served(
+def test_reconnect_replays_the_outbox_so_writes_missed_while_away_are_not_served(
     listener: InvalidationListener, other_program: psycopg.Connection[Any]
 ) -> None:
+    """Every write made while the listener was away is either delivered (its writer's DEL) or
+    still undelivered in the outbox: the reconnect replays those, and no other user's entry is
+    dropped (the old epoch bump emptied every host's cache at once)."""
     user = seed(listener)
+    bystander = seed(listener)
     prime(user)
+    prime(bystander)
     pid = listener.backend_pid
     assert pid is not None
 
@@ -173,14 +183,17 @@ def test_reconnect_bumps_the_epoch_so_writes_missed_while_away_are_not_served(
     assert listener.listening.wait(5), "the listener did not reconnect"
     assert listener.backend_pid != pid
     assert listener.stats.connects == 2
-    assert listener.stats.epoch_bumps == 2
+    assert listener.stats.resyncs == 2
     assert listener.stats.failures >= 1
-    # Only the epoch bump can have removed it.
+    # Only the replay can have removed it (the sweeper is off in tests) ...
     assert cached_version(user) is None
     assert (
         selectors.platform_status_for_user(user_id=user).data["platforms"]["github"]["version"]
         == new
     )
+    # ... and the user nobody wrote keeps its entry.
+    assert cached_version(bystander) is not None
+    assert listener.stats.epoch_bumps == 0
 
 
 @services
@@ -255,3 +268,90 @@ def test_sigterm_ends_the_command_cleanly_with_its_summary() -> None:
     assert process.returncode == 0, err
     assert out.strip().splitlines()[-1].startswith("Done! 0 notifications, 0 invalidations")
     assert "Traceback" not in err
+
+
+# --- Behind a transaction pooler -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pgbouncer() -> Iterator[PgBouncer]:
+    """A real pgbouncer in transaction mode in front of the local Postgres."""
+    bouncer = PgBouncer(pool_mode="transaction").start()
+    yield bouncer
+    bouncer.stop()
+
+
+def through(bouncer: PgBouncer) -> dict[str, Any]:
+    """The test database's connection parameters, through `bouncer`."""
+    params = conninfo_from_settings()
+    params.update(host="127.0.0.1", port=bouncer.port)
+    return params
+
+
+@services
+def test_a_listener_behind_a_transaction_pooler_fails_loudly_instead_of_hearing_nothing(
+    pgbouncer: PgBouncer,
+) -> None:
+    """pgbouncer in transaction mode: LISTEN "succeeds" and no notification ever arrives (it
+    drops them, unlinked). The listener's own test NOTIFY shows it, and it stops with the fix."""
+    lines: list[str] = []
+    running = InvalidationListener(
+        conninfo=lambda: through(pgbouncer),
+        poll_seconds=0.05,
+        backoff_initial=0.3,
+        log=lines.append,
+    )
+    running.probe_seconds = 1.0
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["stats"] = running.run(max_seconds=8)
+        except Exception as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), ListenerUnsupported), (outcome, lines)
+    assert "LISTEN_DATABASE_URL" in str(outcome["error"])
+    assert not running.listening.is_set()
+
+
+@services
+def test_the_command_behind_a_transaction_pooler_exits_with_the_fix(settings, pgbouncer) -> None:
+    listen = dict(settings.DATABASES["default"])
+    listen.update(HOST="127.0.0.1", PORT=pgbouncer.port, PASSWORD="")
+    settings.LISTEN_DATABASE = listen  # as LISTEN_DATABASE_URL pointing at the pooler would
+    with pytest.raises(CommandError, match="test notification did not arrive"):
+        call_command("listen_invalidations", "--max-seconds", "10", stdout=io.StringIO())
+
+
+def test_a_database_url_through_a_transaction_pooler_is_refused_without_listen_database_url(
+    settings,
+) -> None:
+    settings.DATABASE_TRANSACTION_POOLER = True  # DATABASE_POOLER=transaction, or port 6543
+    settings.LISTEN_DATABASE = None
+    with pytest.raises(ListenerUnsupported, match=r"Set LISTEN_DATABASE_URL"):
+        conninfo_from_settings()
+
+
+@services
+def test_listen_database_url_takes_the_listener_past_the_pooler(
+    settings, other_program: psycopg.Connection[Any]
+) -> None:
+    """The web processes go through the pooler; the listener gets its own direct URL."""
+    settings.DATABASE_TRANSACTION_POOLER = True
+    settings.LISTEN_DATABASE = dict(settings.DATABASES["default"])
+    [user] = workloads.seed_users(1, ["github"])
+    running = InvalidationListener(poll_seconds=0.05, log=lambda line: None)
+    thread = threading.Thread(target=running.run, kwargs={"max_seconds": 15}, daemon=True)
+    thread.start()
+    try:
+        assert running.listening.wait(10), "the listener did not start"
+        prime(user)
+        raw_update(other_program, user)
+        wait_until_uncached(user, within=5)
+    finally:
+        running.stop()
+        thread.join(5)

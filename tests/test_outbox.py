@@ -1,4 +1,4 @@
-"""connectors/cache/outbox.py: acknowledging delivered invalidations without a transaction each."""
+"""connectors/cache/outbox.py: marking delivered invalidations without a transaction each."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def undelivered(user_id: str) -> bool:
+    return PendingInvalidation.objects.filter(user_id=user_id, delivered_at__isnull=True).exists()
+
+
 @pytest.fixture
 def batched_acknowledgements(settings):
     # A sweeper thread starts in this process, but its first pass is an hour away: the test
@@ -29,21 +33,23 @@ def batched_acknowledgements(settings):
     outbox._acknowledged.take()
 
 
-def test_a_delivered_invalidation_is_deleted_by_the_next_sweep_and_not_replayed(
+def test_a_delivered_invalidation_is_marked_by_the_next_sweep_and_not_replayed(
     alice_id, make_connection, batched_acknowledgements, settings
 ):
     make_connection(alice_id, "github")  # committed, DEL sent, row acknowledged
 
-    # The write paid for no DELETE of its own: the row waits for the sweeper.
-    assert PendingInvalidation.objects.filter(user_id=alice_id).exists()
+    # The write paid for no UPDATE of its own: the row waits for the sweeper.
+    assert undelivered(alice_id)
     selectors.platform_status_for_user(user_id=alice_id)
     assert cache.get_cached_platform_status(alice_id) is not None
     settings.CACHE_OUTBOX_GRACE_SECONDS = 0  # every pending row is old enough to replay
 
     assert outbox.sweep_once()
 
-    assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
-    # Deleted in the sweep's transaction before it looked for rows to replay: the fresh entry
+    assert not undelivered(alice_id)
+    # Kept (delivered) for the retention window, to be replayed if Redis' master changes.
+    assert PendingInvalidation.objects.filter(user_id=alice_id).exists()
+    # Marked in the sweep's transaction before it looked for rows to replay: the fresh entry
     # was not invalidated a second time.
     assert cache.get_cached_platform_status(alice_id) is not None
     assert selectors.platform_status_for_user(user_id=alice_id).cached
@@ -53,7 +59,7 @@ def test_without_a_sweeper_the_write_acknowledges_at_once(alice_id, make_connect
     assert settings.CACHE_OUTBOX_SWEEP_SECONDS == 0
     make_connection(alice_id, "github")
 
-    assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
+    assert not undelivered(alice_id)
 
 
 def test_a_command_that_exits_before_the_sweep_still_deletes_what_it_acknowledged(alice_id):
@@ -84,4 +90,4 @@ def test_a_command_that_exits_before_the_sweep_still_deletes_what_it_acknowledge
 
     assert result.returncode == 0, result.stderr
     assert PlatformConnection.objects.filter(user_id=alice_id).exists()
-    assert not PendingInvalidation.objects.filter(user_id=alice_id).exists()
+    assert not undelivered(alice_id)

@@ -7,7 +7,6 @@ access to our keys) must cost nothing but the cache: every read falls back to th
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from connectors import cache
+from tests.support.clients import use_cache
 from tests.support.procs import RedisServer, free_port
 from tests.support.tls import make_ca, server_certificate
 from tests.test_settings import BASE_ENV, _config
@@ -45,15 +45,6 @@ def start_redis() -> Iterator[Callable[..., int]]:
         server.kill()
 
 
-def use_cache(settings: Any, location: str, **pool_kwargs: Any) -> None:
-    caches = copy.deepcopy(settings.CACHES)
-    caches["default"]["LOCATION"] = location
-    options = caches["default"]["OPTIONS"]
-    options["SOCKET_TIMEOUT"] = options["SOCKET_CONNECT_TIMEOUT"] = 0.5
-    options["CONNECTION_POOL_KWARGS"] = {**options["CONNECTION_POOL_KWARGS"], **pool_kwargs}
-    settings.CACHES = caches
-
-
 def cached_flags(client: Any, user_id: str) -> list[bool]:
     flags = []
     for _ in range(2):
@@ -66,7 +57,7 @@ def cached_flags(client: Any, user_id: str) -> list[bool]:
 # --- Password and ACL users ---------------------------------------------------------------------
 def test_a_password_from_the_url_is_used(settings, start_redis, alice, alice_id):
     port = start_redis("--requirepass", PASSWORD)
-    use_cache(settings, f"redis://:{PASSWORD}@127.0.0.1:{port}/0")
+    use_cache(settings, f"redis://:{PASSWORD}@127.0.0.1:{port}/0", timeout=0.5)
     assert cached_flags(alice, alice_id) == [False, True]
 
 
@@ -75,7 +66,7 @@ def test_a_wrong_or_missing_password_falls_back_to_the_database(
     settings, start_redis, alice, alice_id, auth
 ):
     port = start_redis("--requirepass", PASSWORD)
-    use_cache(settings, f"redis://{auth}127.0.0.1:{port}/0")
+    use_cache(settings, f"redis://{auth}127.0.0.1:{port}/0", timeout=0.5)
     assert cached_flags(alice, alice_id) == [False, False]
 
 
@@ -89,7 +80,7 @@ def test_an_acl_user_limited_to_this_deployments_prefix_is_enough(
         "--user", "connectors", "on", f">{PASSWORD}", f"~{prefix}:*", "+@all", "-@dangerous",
         "+info", "+scan",
     )  # fmt: skip
-    use_cache(settings, f"redis://connectors:{PASSWORD}@127.0.0.1:{port}/0")
+    use_cache(settings, f"redis://connectors:{PASSWORD}@127.0.0.1:{port}/0", timeout=0.5)
     assert cached_flags(alice, alice_id) == [False, True]
     service = cache.maintenance_client()
     assert all(k.decode().startswith(f"{prefix}:") for k in service.scan_iter(match="*"))
@@ -106,7 +97,7 @@ def test_an_acl_user_without_the_rights_falls_back_to_the_database(
     settings, start_redis, alice, alice_id, acl
 ):
     port = start_redis("--user", "default", "off", "--user", "app", "on", f">{PASSWORD}", *acl)
-    use_cache(settings, f"redis://app:{PASSWORD}@127.0.0.1:{port}/0")
+    use_cache(settings, f"redis://app:{PASSWORD}@127.0.0.1:{port}/0", timeout=0.5)
     assert cached_flags(alice, alice_id) == [False, False]
 
 
@@ -140,6 +131,7 @@ def test_rediss_with_the_custom_ca_works(settings, start_redis, tls, alice, alic
     use_cache(
         settings,
         f"rediss://:{PASSWORD}@127.0.0.1:{port}/0",
+        timeout=0.5,
         ssl_cert_reqs="required",
         ssl_ca_certs=str(tls["ca"]),
     )
@@ -156,7 +148,7 @@ def test_rediss_with_an_untrusted_certificate_fails_closed(
     kwargs: dict[str, Any] = {"ssl_cert_reqs": "required"}
     if ca:
         kwargs["ssl_ca_certs"] = str(tls[ca])
-    use_cache(settings, f"rediss://:{PASSWORD}@127.0.0.1:{port}/0", **kwargs)
+    use_cache(settings, f"rediss://:{PASSWORD}@127.0.0.1:{port}/0", **kwargs, timeout=0.5)
     assert cached_flags(alice, alice_id) == [False, False]
 
 

@@ -18,7 +18,8 @@ from django.db import connection
 from connectors import cache
 from connectors.cache import State, outbox, recovery
 from connectors.models import PendingInvalidation
-from tests.support.clients import status_of
+from tests.support.clients import status_of, use_cache
+from tests.support.topologies import RedisNode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -40,7 +41,7 @@ def _warm(client, user_id) -> None:
 
 
 def _pending(user_id) -> bool:
-    return PendingInvalidation.objects.filter(user_id=user_id).exists()
+    return PendingInvalidation.objects.filter(user_id=user_id, delivered_at__isnull=True).exists()
 
 
 def _recover() -> None:
@@ -61,7 +62,11 @@ def _open_breaker(client, user_id) -> None:
     """
     for _ in range(cache.breaker.failure_threshold):
         assert status_of(client, user_id)["cached"] is False
-    assert cache.breaker.state is State.OPEN
+    # A paused Redis times out: the breaker opens once a PING confirms it is not just slow.
+    deadline = time.monotonic() + 10
+    while cache.breaker.state is not State.OPEN:
+        assert time.monotonic() < deadline, "the breaker did not open"
+        time.sleep(0.01)
 
 
 def test_a_killed_redis_opens_the_breaker_and_reads_go_to_the_database(
@@ -120,7 +125,7 @@ def test_without_the_replay_a_redis_restarted_with_its_data_serves_stale_data(
     alice, alice_id, make_connection, own_persistent_redis, monkeypatch
 ):
     """Proof the replay matters: the same outage with a breaker that closes at once."""
-    monkeypatch.setattr(recovery, "_replay_and_check_populated", lambda: (True, False))
+    monkeypatch.setattr(recovery, "_replay_and_check_populated", lambda *_: (True, False))
     make_connection(alice_id, "github")
     _warm(alice, alice_id)
     own_persistent_redis.kill()
@@ -333,3 +338,30 @@ def test_one_failed_redis_read_while_the_database_hangs_still_serves_the_cached_
     assert body["cached"] is True
     assert body["data"]["platforms"]["github"]["connected"] is True
     assert cache.breaker.state is State.CLOSED
+
+
+def test_a_redis_restored_from_an_older_snapshot_gets_recent_invalidations_again(
+    alice, alice_id, make_connection, settings, tmp_path
+):
+    """A DEL Redis acknowledged, then lost: the server restarts from a snapshot taken before
+    it (or a replica that never got it is promoted). No request failed, no row is pending; the
+    sweeper sees a new run id and replays the retention window."""
+    node = RedisNode(tmp_path).start()
+    try:
+        use_cache(settings, node.url)
+        make_connection(alice_id, "github")
+        _warm(alice, alice_id)
+        outbox.sweep_once()  # the sweeper has seen this server
+        node.client().save()  # a snapshot holding alice's entry
+        assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+        assert not _pending(alice_id)  # delivered
+        node.kill()
+        node.start()  # from the snapshot: the DEL is gone and the old entry is back
+        assert node.client().get(cache.full_key(cache.platform_status_key(alice_id)))
+
+        outbox.sweep_once()
+
+        assert _github(alice, alice_id)["connected"] is False
+        assert cache.breaker.transitions == 0  # nothing failed that a breaker could see
+    finally:
+        node.kill()

@@ -87,6 +87,34 @@ def _config(**env: str) -> dict:
             {"EXTRACTION_STALE_SECONDS": "20", "EXTRACTION_HTTP_DEADLINE": "15"},
             "EXTRACTION_STALE_SECONDS=20 must exceed",
         ),
+        (
+            {
+                "REDIS_URL": "rediss://:pw@cache.example.com:6379/0",
+                "REDIS_TLS_CA_FILE": "/nonexistent.pem",
+            },
+            "REDIS_TLS_CA_FILE='/nonexistent.pem' cannot be loaded (No such file or directory): "
+            "point it at a readable PEM file",
+        ),
+        (
+            {"REDIS_URL": "redis://10.0.0.5:6379/0", "REDIS_SENTINELS": "10.0.0.1:26379"},
+            "With REDIS_SENTINELS set, REDIS_URL names the Sentinel service",
+        ),
+        (
+            {"REDIS_URL": "redis://mymaster/0", "REDIS_SENTINELS": "10.0.0.1"},
+            "REDIS_SENTINELS has '10.0.0.1': list host:port pairs",
+        ),
+        (
+            {"REDIS_URL": "redis://10.0.0.5:7000/3", "REDIS_CLUSTER": "1"},
+            "Redis Cluster has only database 0",
+        ),
+        (
+            {"REDIS_URL": "redis://m/0", "REDIS_CLUSTER": "1", "REDIS_SENTINELS": "h:1"},
+            "Set REDIS_SENTINELS or REDIS_CLUSTER=1, not both",
+        ),
+        (
+            {"DATABASE_URL": "postgres://u@h/db", "LISTEN_DATABASE_URL": "mysql://u@h/db"},
+            "LISTEN_DATABASE_URL has scheme 'mysql'",
+        ),
     ],
 )
 def test_bad_values_fail_with_improperly_configured(env, message):
@@ -239,3 +267,54 @@ def test_provider_api_bases_take_https_or_a_loopback_address():
         "github": "https://ghe.example.com/api/v3",
         "spotify": "http://127.0.0.1:9000/spotify",
     }
+
+
+def test_a_ca_file_that_is_not_a_pem_bundle_is_refused_at_start_up(tmp_path):
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate")
+    result = _load(REDIS_URL="rediss://:pw@cache.example.com:6379/0", REDIS_TLS_CA_FILE=str(bogus))
+    assert result.returncode != 0
+    assert f"REDIS_TLS_CA_FILE={str(bogus)!r} cannot be loaded" in result.stderr
+
+
+def test_sentinel_settings_go_through_django_redis_sentinel_client_with_the_url_credentials():
+    cache = _config(
+        REDIS_URL="redis://app:pw@mymaster/2",
+        REDIS_SENTINELS="10.0.0.1:26379, 10.0.0.2:26379,[::1]:26380",
+        REDIS_SENTINEL_PASSWORD="sentinel-pw",
+    )["cache"]
+    assert cache["LOCATION"] == "redis://app:pw@mymaster/2"  # service name, db, ACL user
+    options = cache["OPTIONS"]
+    assert options["CLIENT_CLASS"] == "django_redis.client.SentinelClient"
+    assert options["CONNECTION_FACTORY"] == "connectors.cache.clients.SentinelFactory"
+    assert options["SENTINELS"] == [["10.0.0.1", 26379], ["10.0.0.2", 26379], ["::1", 26380]]
+    assert options["SENTINEL_KWARGS"]["password"] == "sentinel-pw"
+    assert options["SERIALIZER"].endswith("TaggedJSONSerializer")
+
+
+def test_sentinel_over_tls_verifies_both_the_sentinels_and_the_master():
+    options = _config(
+        REDIS_URL="rediss://app:pw@mymaster/0",
+        REDIS_SENTINELS="10.0.0.1:26379",
+        REDIS_TLS_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
+    )["cache"]["OPTIONS"]
+    pool = options["CONNECTION_POOL_KWARGS"]
+    assert pool["ssl_cert_reqs"] == "required"
+    assert pool["ssl_ca_certs"] == "/etc/ssl/certs/ca-certificates.crt"
+    # connectors.cache.clients.SentinelFactory picks the TLS connection class for rediss://.
+    sentinel = options["SENTINEL_KWARGS"]
+    assert sentinel["ssl"] is True and sentinel["ssl_cert_reqs"] == "required"
+    assert sentinel["ssl_ca_certs"] == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_cluster_settings_use_our_cluster_client_and_wait_for_a_replica():
+    config = _config(REDIS_URL="rediss://app:pw@node-1.cache.example.com:6379", REDIS_CLUSTER="1")
+    options = config["cache"]["OPTIONS"]
+    assert options["CLIENT_CLASS"] == "connectors.cache.clients.ClusterClient"
+    assert options["CONNECTION_POOL_KWARGS"]["ssl_cert_reqs"] == "required"
+
+
+def test_single_node_settings_are_unchanged_by_the_topology_options():
+    options = _config(REDIS_URL="redis://127.0.0.1:6379/3")["cache"]["OPTIONS"]
+    assert options["CLIENT_CLASS"] == "django_redis.client.DefaultClient"
+    assert "CONNECTION_FACTORY" not in options and "SENTINELS" not in options

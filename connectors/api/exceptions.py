@@ -74,8 +74,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if wait is not None:
             exc = exceptions.Throttled(wait)
     if isinstance(exc, CacheUnavailable):
+        # Redis' own text (addresses, key names, server messages) stays in the logs.
+        logger.warning("Cache unavailable: %s", exc)
         return Response(
-            error_body("cache_unavailable", str(exc)), status=503, headers={"Retry-After": "5"}
+            error_body("cache_unavailable", "The cache is unavailable; try again shortly."),
+            status=503,
+            headers={"Retry-After": "5"},
         )
     if isinstance(exc, DatabaseError):
         # The response gets its one log line (connectors.middleware); the class is a detail.

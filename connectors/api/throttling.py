@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest
+from redis.exceptions import RedisClusterException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
@@ -140,7 +141,7 @@ class ApiRateThrottle(BaseThrottle):
             # A command's own error (a counter that is not an integer, a key of another type)
             # comes back as a reply; only a connection failure or timeout raises.
             replies = pipe.execute(raise_on_error=False)
-        except (redis.RedisError, OSError) as e:
+        except (redis.RedisError, RedisClusterException, OSError) as e:  # not a RedisError
             # Fail open: an unreachable Redis must not take the API down with it; the cache
             # layer already logs the outage.
             logger.debug("Throttle check skipped, Redis unavailable: %s", e.__class__.__name__)

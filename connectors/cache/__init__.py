@@ -2,7 +2,8 @@
 
 Layers, each importing only those below it (import-linter checks this in `make lint`):
 listener, maintenance, contract > readthrough > invalidation > recovery > outbox >
-eviction, stats > store > keys, entry, breaker, threads, serializer, scripts.
+eviction, stats > store > entry, topology > keys, breaker, threads, serializer, scripts,
+clients, election.
 The request -> selector -> cache -> database flow and the design: docs/architecture.md.
 """
 
@@ -57,10 +58,12 @@ from connectors.cache.store import (
     backend_name,
     breaker,
     breaker_closed,
+    breaker_state,
     enabled,
     full_key,
     maintenance_client,
     redis_client,
+    reset_breakers,
     set_undelivered,
     undelivered,
 )
@@ -86,6 +89,7 @@ __all__ = [
     "backend_name",
     "breaker",
     "breaker_closed",
+    "breaker_state",
     "cache_stats",
     "clear_all",
     "clear_user",
@@ -112,6 +116,7 @@ __all__ = [
     "read_extraction_job",
     "read_platform_status",
     "redis_client",
+    "reset_breakers",
     "set_cached_platform_status",
     "set_undelivered",
     "set_value",

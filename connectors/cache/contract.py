@@ -28,7 +28,7 @@ def get_cached_platform_status(user_id: object) -> dict[str, Any] | None:
         return None
     key = store.full_key(slot.key)
     try:
-        raw = store.call(lambda r: read_bounded(r, key))
+        raw = store.call(lambda r: read_bounded(r, key), key=key)
     except CacheUnavailable:
         return None
     entry = decode(raw, slot, key) if raw is not None else None
@@ -43,7 +43,9 @@ def acquire_platform_status_lease(user_id: object) -> str | None:
     token = secrets.token_hex(8)
     lease_key = store.full_key(slot.lease_key)
     try:
-        taken = store.call(lambda r: r.set(lease_key, token, nx=True, px=settings.CACHE_LEASE_MS))
+        taken = store.call(
+            lambda r: r.set(lease_key, token, nx=True, px=settings.CACHE_LEASE_MS), key=lease_key
+        )
     except CacheUnavailable:
         return None
     return token if taken else None
@@ -64,7 +66,10 @@ def get_value(key: str, default: Any = None) -> Any:
     if not store.enabled():
         return default
     try:
-        return store.call(lambda r: store.backend().client.get(key, default=default, client=r))
+        return store.call(
+            lambda r: store.backend().client.get(key, default=default, client=r),
+            key=store.full_key(key),
+        )
     except CacheUnavailable:
         return default
 
@@ -72,10 +77,15 @@ def get_value(key: str, default: Any = None) -> Any:
 def set_value(key: str, value: Any, ttl: float) -> None:
     if store.enabled():
         with contextlib.suppress(CacheUnavailable):
-            store.call(lambda r: store.backend().client.set(key, value, timeout=ttl, client=r))
+            store.call(
+                lambda r: store.backend().client.set(key, value, timeout=ttl, client=r),
+                key=store.full_key(key),
+            )
 
 
 def delete_value(key: str) -> None:
     if store.enabled():
         with contextlib.suppress(CacheUnavailable):
-            store.call(lambda r: store.backend().client.delete(key, client=r))
+            store.call(
+                lambda r: store.backend().client.delete(key, client=r), key=store.full_key(key)
+            )

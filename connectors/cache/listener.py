@@ -2,14 +2,15 @@
 
 Raw SQL, `psql`, other services and migrations are covered by the trigger of migration 0003
 (`pg_notify('connectors_platformconnection', user_id)`) and by this listener, which deletes that
-user's entry and lease on every notification. NOTIFY is delivered only after commit, and a
-disconnected listener misses notifications for good, so every (re)connect LISTENs first and then
-drops every status entry (the epoch bump). See docs/architecture.md ("The listener").
+user's entry and lease on every notification. A disconnected listener misses notifications for
+good, so every (re)connect LISTENs, proves it hears (a test NOTIFY from another session), and
+replays what the outbox still holds undelivered. See docs/architecture.md ("The listener").
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.db import DatabaseError
 from psycopg import sql
 
 from connectors import metrics
+from connectors.cache import outbox
 from connectors.cache.invalidation import invalidate_platform_status_cache
 from connectors.cache.maintenance import invalidate_all_platform_status
 from connectors.errors import CacheUnavailable, InvalidUserId
@@ -29,6 +32,7 @@ logger = logging.getLogger("connectors.listener")
 
 CHANNEL = "connectors_platformconnection"  # the trigger in migrations/0003_notify_trigger.py
 ALL_USERS = "*"  # the TRUNCATE trigger's payload: every user changed
+PROBE = "probe:"  # a listener's test notification (any listener's: others ignore it)
 
 # Django-only keys of DATABASES[...]["OPTIONS"] that libpq would reject.
 _DJANGO_ONLY_OPTIONS = frozenset(
@@ -37,21 +41,38 @@ _DJANGO_ONLY_OPTIONS = frozenset(
 
 
 class ListenerUnsupported(Exception):
-    """The configured database cannot LISTEN (it is not Postgres)."""
+    """The configured database cannot LISTEN (not Postgres, or through a transaction pooler)."""
+
+
+class ListenerDeaf(ListenerUnsupported):
+    """LISTEN succeeded but a test notification never arrived (a pooler in between)."""
+
+
+_FIX = (
+    "Set LISTEN_DATABASE_URL to a connection without a transaction pooler: the database host "
+    "itself, or a session-mode pooler (Supabase: the session pooler on port 5432)."
+)
 
 
 def conninfo_from_settings(alias: str = "default") -> dict[str, Any]:
-    """psycopg.connect() keyword arguments for Django's database `alias`, read now.
+    """psycopg.connect() keyword arguments for LISTEN_DATABASE_URL, or else for Django's
+    database `alias` (refused behind a transaction pooler, where LISTEN receives nothing).
 
     Read at every connect rather than once, so a test that switches to the test database (or a
     deployment that rotates the password in settings) is honoured on the next reconnect.
     """
-    db = settings.DATABASES[alias]
+    db = settings.LISTEN_DATABASE or settings.DATABASES[alias]
     if not str(db.get("ENGINE", "")).endswith("postgresql"):
         raise ListenerUnsupported(
-            f"listen_invalidations needs PostgreSQL (LISTEN/NOTIFY); DATABASES[{alias!r}] uses "
-            f"{db.get('ENGINE')!r}. Set DATABASE_URL=postgres://... (on Supabase use the session "
-            "pooler on port 5432 or the direct host: transaction mode has no LISTEN)."
+            f"listen_invalidations needs PostgreSQL (LISTEN/NOTIFY); the database uses "
+            f"{db.get('ENGINE')!r}. Set DATABASE_URL (or LISTEN_DATABASE_URL)=postgres://... "
+            "(on Supabase the session pooler on port 5432 or the direct host: transaction mode "
+            "has no LISTEN)."
+        )
+    if settings.LISTEN_DATABASE is None and settings.DATABASE_TRANSACTION_POOLER:
+        raise ListenerUnsupported(
+            "DATABASE_URL goes through a transaction pooler (DATABASE_POOLER=transaction, or "
+            f"port 6543), which delivers no notifications. {_FIX}"
         )
     params: dict[str, Any] = {
         "dbname": db.get("NAME") or "postgres",
@@ -80,7 +101,8 @@ class ListenerStats:
     notifications: int = 0
     invalidations: int = 0  # users whose entry was deleted (one per notification)
     connects: int = 0
-    epoch_bumps: int = 0
+    resyncs: int = 0  # outbox replays after a (re)connect or an undelivered invalidation
+    epoch_bumps: int = 0  # every status entry dropped (TRUNCATE)
     epoch_keys: int = 0  # keys deleted by epoch bumps
     failures: int = 0  # lost connections and failed connection attempts
     bad_payloads: int = 0
@@ -101,6 +123,7 @@ class InvalidationListener:
         poll_seconds: float = 0.5,
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
+        probe_seconds: float = 5.0,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self._conninfo = conninfo
@@ -108,13 +131,15 @@ class InvalidationListener:
         self.poll_seconds = poll_seconds
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.probe_seconds = probe_seconds
         self._log = log or logger.info
         self.stats = ListenerStats()
         self.backend_pid: int | None = None
-        self.listening = threading.Event()  # set while LISTEN is active and the epoch bumped
+        self.listening = threading.Event()  # set once LISTEN is proven and the outbox replayed
         self._stop = threading.Event()
         self._state = "starting"
         self._resync_needed = False
+        self._epoch_needed = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -185,35 +210,70 @@ class InvalidationListener:
         self._stop.wait(seconds)
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
-        # LISTEN first, then bump: a write committed between the two is covered by both, none
+        # LISTEN first, then replay: a write committed between the two is covered by both, none
         # by neither.
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        self._prove_listening(conn)
         self.backend_pid = conn.info.backend_pid
         self.stats.connects += 1
         self._resync_needed = True
-        deleted = self._resync()
-        if deleted is not None:
+        if self._resync():
             self._change_state(
                 "listening",
-                f"Listening on {self.channel!r} (backend pid {self.backend_pid}); epoch bumped: "
-                f"{deleted} status keys invalidated",
+                f"Listening on {self.channel!r} (backend pid {self.backend_pid}); "
+                "undelivered invalidations replayed from the outbox",
             )
         self.listening.set()
 
-    def _resync(self) -> int | None:
-        """Bump the epoch if owed: the keys deleted, or None if Redis failed (still owed)."""
+    def _prove_listening(self, conn: psycopg.Connection[Any]) -> None:
+        """Send a test NOTIFY from another session and wait for it: behind a transaction pooler
+        LISTEN "succeeds" and nothing ever arrives (pgbouncer drops it, unlinked)."""
+        token = f"{PROBE}{secrets.token_hex(8)}"
+        with psycopg.connect(autocommit=True, **self._conninfo()) as other:
+            other.execute("SELECT pg_notify(%s, %s)", [self.channel, token])
+        deadline = time.monotonic() + self.probe_seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            for notify in conn.notifies(timeout=remaining, stop_after=1):
+                if notify.payload == token:
+                    return
+                self._handle(notify.payload)  # a real one, arrived meanwhile
+        raise ListenerDeaf(
+            f"LISTEN on {self.channel!r} succeeded but a test notification did not arrive "
+            f"within {self.probe_seconds:g} s: the connection goes through a transaction "
+            f"pooler (or one that drops notifications). {_FIX}"
+        )
+
+    def _resync(self) -> bool:
+        """Replay the outbox (and bump the epoch) if owed; False if that failed (still owed).
+
+        With the outbox, every write committed while this listener was away is either
+        delivered (its writer's DEL succeeded) or still undelivered, and so replayed here: no
+        need to drop every user's entry (a stampede at scale).
+        """
+        if self._epoch_needed:
+            try:
+                deleted = invalidate_all_platform_status()
+            except CacheUnavailable as e:
+                self._change_state("redis-down", f"Cannot bump the cache epoch ({e}); will retry")
+                return False
+            self._epoch_needed = False
+            metrics.record_invalidations("epoch")
+            self.stats.epoch_bumps += 1
+            self.stats.epoch_keys += deleted
         if not self._resync_needed:
-            return 0
+            return True
         try:
-            deleted = invalidate_all_platform_status()
-        except CacheUnavailable as e:
-            self._change_state("redis-down", f"Cannot bump the cache epoch ({e}); will retry")
-            return None
+            failed = outbox.replay()
+        except DatabaseError as e:
+            failed, reason = frozenset([-1]), f"database: {_one_line(e)}"
+        else:
+            reason = "Redis did not take every invalidation"
+        if failed:
+            self._change_state("redis-down", f"Cannot replay the outbox ({reason}); will retry")
+            return False
         self._resync_needed = False
-        metrics.record_invalidations("epoch")
-        self.stats.epoch_bumps += 1
-        self.stats.epoch_keys += deleted
-        return deleted
+        self.stats.resyncs += 1
+        return True
 
     def _loop(
         self,
@@ -222,12 +282,8 @@ class InvalidationListener:
         max_notifications: int | None,
     ) -> None:
         while not self._finished(deadline, max_notifications):
-            if self._resync_needed:
-                deleted = self._resync()
-                if deleted is not None:
-                    self._change_state(
-                        "listening", f"Epoch bumped: {deleted} status keys invalidated"
-                    )
+            if (self._resync_needed or self._epoch_needed) and self._resync():
+                self._change_state("listening", "Caught up: undelivered invalidations replayed")
             timeout = self.poll_seconds
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
@@ -238,9 +294,11 @@ class InvalidationListener:
                 self._handle(notify.payload)
 
     def _handle(self, payload: str) -> None:
+        if payload.startswith(PROBE):
+            return  # another listener proving itself
         self.stats.notifications += 1
         if payload == ALL_USERS:
-            self._resync_needed = True
+            self._epoch_needed = True
             self._resync()
             return
         try:
@@ -252,8 +310,8 @@ class InvalidationListener:
         if ok:
             self.stats.invalidations += 1
         else:
-            # Redis refused this invalidation: it is lost, so the whole epoch must go once Redis
-            # answers again (pulpcore #2026 is what happens otherwise).
+            # Redis refused this invalidation; the write's outbox row is undelivered, so it is
+            # replayed once Redis answers again (pulpcore #2026 is what happens otherwise).
             self._resync_needed = True
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from connectors.cache import store
+from connectors.cache import store, topology
 from connectors.cache.keys import STATS_KEY, glob_escape, user_keys
 from connectors.cache.stats import FIELDS, counters
 from connectors.errors import CacheUnavailable
@@ -30,19 +30,9 @@ def clear_user(user_id: object) -> int:
 
 
 def _scan_delete(match: str, batch: int) -> int:
-    def run(r: redis.Redis) -> int:
-        deleted = 0
-        chunk: list[bytes] = []
-        for key in r.scan_iter(match=match, count=batch):
-            chunk.append(key)
-            if len(chunk) >= batch:
-                deleted += int(r.unlink(*chunk))
-                chunk.clear()
-        if chunk:
-            deleted += int(r.unlink(*chunk))
-        return deleted
-
-    return store.call_maintenance(run) if store.enabled() else 0
+    if not store.enabled():
+        return 0
+    return store.call_maintenance(lambda r: topology.scan_unlink(r, match, batch))
 
 
 def clear_all(*, batch: int = 500) -> int:
@@ -72,15 +62,10 @@ def cache_stats() -> dict[str, Any]:
         pending = counters.pending()
         result.update(pending, keys=0, redis_memory=None)
     else:
-
-        def collect(r: redis.Redis) -> tuple[dict[Any, Any], int, dict[str, Any]]:
-            counts = r.hgetall(store.full_key(STATS_KEY))
-            keys = sum(1 for _ in r.scan_iter(match=_pattern(""), count=1000))
-            return counts, keys, r.info("memory")
-
-        counts, keys, memory = store.call(collect)
+        # Not through the breaker (nothing here is a request's read), but not 5 s either.
+        counts, keys, memory = store.call_maintenance(_collect, 1.0)
         result.update(
-            **{field: int(counts.get(field.encode(), 0)) for field in FIELDS},
+            **{field: _count(counts.get(field.encode())) for field in FIELDS},
             keys=keys,
             redis_memory={
                 "used_memory": memory.get("used_memory"),
@@ -92,6 +77,30 @@ def cache_stats() -> dict[str, Any]:
     result["hit_ratio"] = round(result["hits"] / total, 4) if total else None
     result["key_prefix"] = settings.CACHE_KEY_PREFIX
     return result
+
+
+def _collect(r: Any) -> tuple[dict[Any, Any], int, dict[str, Any]]:
+    try:
+        counts = r.hgetall(store.full_key(STATS_KEY))
+    except redis.ResponseError:
+        counts = {}  # not a hash (planted): the flusher replaces it
+    keys = sum(1 for _ in topology.scan(r, _pattern(""), 1000))
+    memory: dict[str, Any] = {}
+    for node in topology.primaries(r):
+        for name, value in node.info("memory").items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                memory[name] = memory.get(name, 0) + value  # a Cluster's nodes, added up
+            else:
+                memory.setdefault(name, value)
+    return counts, keys, memory
+
+
+def _count(raw: Any) -> int:
+    """A counter from the stats hash; anything but a whole number (planted) counts as 0."""
+    try:
+        return max(0, int(raw or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def health() -> str:

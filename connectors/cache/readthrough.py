@@ -27,7 +27,7 @@ from connectors.cache import invalidation, outbox, recovery, scripts, store
 from connectors.cache.entry import MAX_ENTRY_BYTES, CachedRead, Entry, decode, encode
 from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
 from connectors.cache.stats import counters
-from connectors.errors import CacheUnavailable
+from connectors.errors import CacheKeyUnreadable, CacheUnavailable
 
 logger = logging.getLogger("connectors.cache")
 
@@ -81,7 +81,13 @@ def _read_through(slot: Slot, loader: Loader) -> CachedRead:
     started = time.perf_counter()
     key = store.full_key(slot.key)
     try:
-        raw = store.call(lambda r: read_bounded(r, key))
+        raw = store.call(lambda r: read_bounded(r, key), key=key)
+    except CacheKeyUnreadable as e:
+        # Not an entry (a key of another type planted there): a miss, and the key replaced.
+        logger.warning("Discarding unreadable %s key: %s", slot.describe(), e)
+        counters.record("rejected")
+        _delete_quietly(key)
+        return _miss(slot, key, loader, started)
     except CacheUnavailable as e:
         logger.debug("Reading %s from DB: %s", slot.describe(), e)
         return _load_after_redis_failed(slot, key, loader)
@@ -119,7 +125,7 @@ def _load_after_redis_failed(slot: Slot, key: str, loader: Loader) -> CachedRead
         result = CachedRead.from_data(loader())
     except DatabaseError:
         try:
-            raw = store.call(lambda r: read_bounded(r, key))
+            raw = store.call(lambda r: read_bounded(r, key), key=key)
         except CacheUnavailable:
             raw = None
         entry = _decode(raw, slot, key) if raw is not None else None
@@ -140,6 +146,7 @@ def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
     token = secrets.token_hex(8)
     deadline = time.monotonic() + settings.CACHE_LEASE_WAIT_MS / 1000
     pause = 0.002
+    unreadable = 0
     while True:
         try:
             reply = store.call(
@@ -147,8 +154,17 @@ def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
                     keys=[key, lease_key],
                     args=[token, settings.CACHE_LEASE_MS, MAX_ENTRY_BYTES],
                     client=r,
-                )
+                ),
+                key=key,
             )
+        except CacheKeyUnreadable as e:
+            unreadable += 1
+            if unreadable == 1:  # a key of another type: replace it, once
+                _delete_quietly(key)
+                continue
+            logger.debug("Reading %s from DB: %s", slot.describe(), e)
+            metrics.record_cache_read("bypass")
+            return CachedRead.from_data(loader())
         except CacheUnavailable as e:
             logger.debug("Reading %s from DB: %s", slot.describe(), e)
             metrics.record_cache_read("bypass")
@@ -188,7 +204,9 @@ def fill_holding_lease(slot: Slot, lease_key: str, token: str, loader: Loader) -
     except BaseException:
         # Let the next reader take over at once instead of waiting out the lease.
         with contextlib.suppress(CacheUnavailable):
-            store.call(lambda r: scripts.RELEASE(keys=[lease_key], args=[token], client=r))
+            store.call(
+                lambda r: scripts.RELEASE(keys=[lease_key], args=[token], client=r), key=lease_key
+            )
         raise
     db_seconds = time.perf_counter() - db_started
     result = CachedRead.from_data(data)
@@ -216,7 +234,8 @@ def store_with_lease(
             store.call(
                 lambda r: scripts.FILL(
                     keys=[key, lease_key], args=[token, payload, ttl_ms(slot)], client=r
-                )
+                ),
+                key=key,
             )
         )
     except CacheUnavailable as e:
@@ -247,7 +266,8 @@ def _refresh(
         granted = store.call(
             lambda r: scripts.REFRESH_LEASE(
                 keys=[key, lease_key], args=[raw, token, settings.CACHE_LEASE_MS], client=r
-            )
+            ),
+            key=key,
         )
     except CacheUnavailable:
         return None
@@ -265,4 +285,4 @@ def _refresh(
 
 def _delete_quietly(key: str) -> None:
     with contextlib.suppress(CacheUnavailable):
-        store.call(lambda r: r.delete(key))
+        store.call(lambda r: r.delete(key), key=key)

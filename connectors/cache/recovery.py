@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from connectors.cache import outbox, store
+from connectors.cache import outbox, store, topology
 from connectors.cache.breaker import State
 from connectors.cache.keys import POPULATED_KEY
 from connectors.errors import CacheUnavailable
@@ -50,43 +50,51 @@ def on_recovery(hook: RecoveryHook) -> RecoveryHook:
     return hook
 
 
-def probe() -> None:
-    """Test a recovering Redis off the request path: PING, replay what it missed, and only then
+def probe(shard: int = topology.ALL) -> None:
+    """Test a recovering shard off the request path: PING, replay what it missed, and only then
     let reads use it again; then re-warm. Always ends the probe one way or the other: a probe
     that died would leave the breaker half-open for good."""
+    breaker = store.breaker_for(shard)
     try:
         try:
-            store.call(lambda r: r.ping(), bypass_breaker=True)
+            store.call_maintenance(lambda r: topology.ping(r, shard), store.confirm_timeout())
         except CacheUnavailable as e:
-            store.breaker.probe_failed(e)
+            breaker.probe_failed(e)
             return
-        ready, lost_data = _replay_and_check_populated()
+        topology.refresh(store.redis_client())  # a Cluster's slots may have a new master now
+        ready, lost_data = _replay_and_check_populated(shard)
         if not ready:
-            store.breaker.probe_failed("pending invalidations could not be replayed")
+            breaker.probe_failed("pending invalidations could not be replayed")
             return
-        store.breaker.probe_succeeded()
+        breaker.probe_succeeded()
         _run_recovery_hooks(lost_data)
     except BaseException as e:
-        if store.breaker.state is not State.CLOSED:
-            store.breaker.probe_failed(f"{type(e).__name__}: {e}")
-        raise
+        if breaker.state is not State.CLOSED:
+            breaker.probe_failed(f"{type(e).__name__}: {e}")
+        if not isinstance(e, Exception):
+            raise
+        logger.exception("The Redis probe failed")
     finally:
         connection.close()  # the replay and the warm-up used this thread's own connection
 
 
-def _replay_and_check_populated() -> tuple[bool, bool]:
-    """(whether every pending invalidation reached Redis, whether Redis lost its data).
+def _replay_and_check_populated(shard: int = topology.ALL) -> tuple[bool, bool]:
+    """(whether every pending invalidation of the shard reached Redis, whether Redis lost its
+    data).
 
     A restart without persistence removes POPULATED_KEY. It is checked before the breaker
     closes, while no request writes to Redis; the one process whose SET NX recreates it
-    re-warms the most active users for everyone.
+    re-warms the most active users for everyone. (A Cluster shard's probe does not check: the
+    key lives in one shard.)
     """
     try:
-        if not outbox.replay():
+        if outbox.replay(shard=None if shard == topology.ALL else shard):
             return False, False
     except DatabaseError as e:
         logger.warning("Cannot replay pending invalidations, database unavailable: %s", e)
         return False, False
+    if shard != topology.ALL:
+        return True, False
     try:
         lost = store.call(
             lambda r: r.set(store.full_key(POPULATED_KEY), b"1", nx=True), bypass_breaker=True

@@ -14,7 +14,7 @@ import redis
 from connectors.cache import store
 from connectors.cache.keys import POPULATED_KEY, STATS_KEY
 from connectors.cache.threads import PerProcessThread
-from connectors.errors import CacheUnavailable
+from connectors.errors import CacheKeyUnreadable, CacheUnavailable
 
 # hits and misses of the read-through; rejected: stored values that failed the entry checks.
 FIELDS = ("hits", "misses", "rejected")
@@ -60,7 +60,13 @@ class Counters:
             # its counts while Redis is being skipped, and its failures are not the requests'.
             if not store.breaker_closed():
                 raise CacheUnavailable("breaker not closed")
-            store.call(increment, bypass_breaker=True)
+            try:
+                store.call(increment, bypass_breaker=True)
+            except CacheKeyUnreadable:
+                # Not a hash of whole numbers (planted): statistics are not worth failing
+                # over, so it is replaced.
+                store.call(lambda r: r.delete(store.full_key(STATS_KEY)), bypass_breaker=True)
+                store.call(increment, bypass_breaker=True)
         except CacheUnavailable:
             with self._lock:
                 for field, count in pending.items():

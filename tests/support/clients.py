@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from rest_framework.test import APIClient
@@ -22,3 +23,14 @@ def status_of(client: APIClient, user_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.content
     body: dict[str, Any] = response.json()
     return body
+
+
+def use_cache(settings: Any, location: str, *, timeout: float = 0.2, **pool_kwargs: Any) -> None:
+    """Point the app's cache at another Redis (`location`) for the rest of the test, with
+    `timeout` for its sockets and `pool_kwargs` added to its connection pool's."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = location
+    options = caches["default"]["OPTIONS"]
+    options["SOCKET_TIMEOUT"] = options["SOCKET_CONNECT_TIMEOUT"] = timeout
+    options["CONNECTION_POOL_KWARGS"] = {**options["CONNECTION_POOL_KWARGS"], **pool_kwargs}
+    settings.CACHES = caches

@@ -21,7 +21,7 @@ from connectors.management.options import require_cache
 class Command(BaseCommand):
     help = (
         "Invalidate cached statuses on Postgres NOTIFY, for writes Django does not see "
-        "(raw SQL, other services); run one per deployment."
+        "(raw SQL, other services); run one per deployment, never through a transaction pooler."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -86,6 +86,7 @@ def summary(stats: ListenerStats, seconds: float) -> str:
     return (
         f"Done! {_count(stats.notifications, 'notification')}, "
         f"{_count(stats.invalidations, 'invalidation')}, "
+        f"{_count(stats.resyncs, 'outbox replay')}, "
         f"{_count(stats.epoch_bumps, 'epoch bump')} ({_count(stats.epoch_keys, 'key')}), "
         f"{_count(stats.failures, 'connection failure')} in {seconds:.2f} s."
     )
