@@ -6,8 +6,6 @@ same workloads (tests/support/workloads.py), judged by tests/support/history.py.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.test import override_settings
 
@@ -84,32 +82,32 @@ def test_dead_filler_costs_one_more_query_and_one_lease_ttl():
     assert result.queries <= 2, result
     assert result.answers == 100, result
     # The dead lease really held everyone off until it expired (~300 ms after it was taken),
-    # and then one takeover fill answered them all before anyone's 1 s wait ran out (a timed-out
-    # waiter would also have queried). 100 threads in one process contend for the GIL, so the
-    # bound is the wait limit rather than 300 ms plus a guessed fill time.
-    assert 250 <= result.max_latency_ms < 1000, result
+    # and then one takeover fill answered them all before anyone's 1 s wait ran out: a
+    # timed-out waiter would have queried too (the query count above).
+    assert result.max_latency_ms >= 250, result
     assert cache.get_cached_platform_status(user) is not None
 
 
-@override_settings(CACHE_LEASE_MS=2000, CACHE_LEASE_WAIT_MS=3000)
+@override_settings(CACHE_LEASE_MS=5000, CACHE_LEASE_WAIT_MS=6000)
 def test_crashing_filler_hands_over_at_once():
     [user] = workloads.seed_users(1, ["github"])
     result = workloads.cold_burst(user, readers=100, failing_filler=True)
     assert result.errors == 1, result  # only the crashed filler's caller sees the error
     assert result.queries <= 2, result
     assert result.answers == 99, result
-    # The crashed filler released its lease: no one waited out the 2 s lease (a plain cold
-    # burst of 100 threads takes 0.15-0.5 s here, GIL contention included).
-    assert result.max_latency_ms < 1000, result
+    # The crashed filler released its lease: no one waited out the 5 s lease (a plain cold
+    # burst of 100 threads takes 0.15-0.5 s here, GIL contention included; the lease is long
+    # so that a busy machine cannot pass for a waited-out lease).
+    assert result.max_latency_ms < 5000, result
 
 
 def test_hot_key_fills_about_once_per_ttl_window():
     [user] = workloads.seed_users(1, ["github"])
-    started = time.perf_counter()
     # 6.5 s of a 1 s TTL: 7 windows. Before the refresh lease compared the entry (see
     # lua/refresh_lease.lua), a second reader could refresh again: 9 fills in 7 windows.
     result = workloads.hot_key(user, seconds=6.5, ttl_seconds=1.0, readers=4)
     print(f"hot key: {result.fills} fills in {result.windows} windows, {result.reads} reads")
-    assert time.perf_counter() - started < 12
-    assert result.reads > 1000, result  # there really was steady load
+    # Steady load: dozens of reads in every window even on a busy machine (thousands on a
+    # quiet one), so that an expiry always meets concurrent readers.
+    assert result.reads > 50 * result.windows, result
     assert result.fills_per_window <= 1.2, result
