@@ -137,7 +137,7 @@ class LiveServer:
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            wait_http(f"{self.url}/healthz", proc=self.process, seconds=20)
+            wait_http(f"{self.url}/healthz", proc=self.process)
         except RuntimeError as e:
             raise RuntimeError(f"runserver: {e}: {self.log.read_text()[-2000:]}") from e
 

@@ -63,7 +63,7 @@ def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10) -> None:
         proc.wait(timeout=10)
 
 
-def wait_http(url: str, *, proc: subprocess.Popen[Any], seconds: float = 30) -> None:
+def wait_http(url: str, *, proc: subprocess.Popen[Any], seconds: float = 90) -> None:
     """Until `url` answers 200; raises if `proc` (the server) exits or `seconds` pass first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
