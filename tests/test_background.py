@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -21,6 +20,7 @@ from django.db import connection
 from connectors import cache
 from connectors.cache import outbox
 from tests.support.clients import status_of, use_cache
+from tests.support.procs import env_for_manage
 from tests.support.topologies import RedisNode, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -32,18 +32,6 @@ IDLE = (
     "print('ready', flush=True)\n"
     "time.sleep(120)\n"
 )
-
-
-def _env(**extra: str) -> dict[str, str]:
-    db = connection.settings_dict
-    return {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}"
-            f"@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        **extra,
-    }
 
 
 def _start(count: int, env: dict[str, str]) -> list[subprocess.Popen[str]]:
@@ -88,7 +76,7 @@ def _idle_commits(count: int, seconds: float) -> int:
     exit included (an exiting backend reports its counts)."""
     database = connection.settings_dict["NAME"]
     connection.close()  # this session's own counts are reported now, not during the window
-    env = _env(
+    env = env_for_manage(
         CACHE_OUTBOX_SWEEP_SECONDS="0.1",
         CACHE_KEY_PREFIX=f"{os.environ.get('CACHE_KEY_PREFIX', 'test')}-idle",
     )
@@ -129,7 +117,7 @@ def test_a_process_that_does_not_sweep_learns_undelivered_invalidations_from_the
         cache.reset_breakers()  # from here on, a process that saw no failure
         leader = _start(
             1,
-            _env(
+            env_for_manage(
                 REDIS_URL=node.url,
                 CACHE_OUTBOX_SWEEP_SECONDS="0.1",
                 CACHE_OUTBOX_GRACE_SECONDS="0",

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import jwt
 import pytest
@@ -22,21 +21,13 @@ from django.conf import settings
 from bench.peers import express
 from connectors.auth import issue_token
 from connectors.models import PlatformConnection
+from tests.support.procs import the_tests_database_url
 from tests.support.servers import JSONHandler, local_http_server
 from tests.support.tokens import user_claims
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 STATUS = "/api/connectors/status/"
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = quote(db.get("USER") or "postgres", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{quote(db['NAME'], safe='')}"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +43,7 @@ def peer(django_db_setup: Any) -> Iterator[express.ExpressPeer]:
         pytest.skip(str(e))
     prefix = f"express-test-{os.getpid()}-{uuid.uuid4().hex[:8]}:"
     running = express.ExpressPeer(
-        database_url=_database_url(),
+        database_url=the_tests_database_url(),
         redis_url=settings.REDIS_URL,
         key_prefix=prefix,
         jwt_secret=settings.SUPABASE_JWT_SECRET,

@@ -25,6 +25,7 @@ from connectors.cache.listener import (
 )
 from tests.support import workloads
 from tests.support.pgbouncer import PgBouncer
+from tests.support.procs import env_for_manage
 
 # conftest turns the postgres / redis marks into a skip without the services (a failure in CI).
 needs_services = [
@@ -240,13 +241,7 @@ def test_command_refuses_sqlite_with_a_clear_message(tmp_path: Path) -> None:
 @services
 def test_sigterm_ends_the_command_cleanly_with_its_summary() -> None:
     """What systemd, Docker and Kubernetes send to stop a service: exit 0, summary printed."""
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]  # the test database, as pytest-django renamed it
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    if db.get("PASSWORD"):
-        url = url.replace("@", f":{db['PASSWORD']}@", 1)
-    env = {**os.environ, "DATABASE_URL": url}
+    env = env_for_manage()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "listen_invalidations"],
         cwd=ROOT,

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from connectors import cache, selectors
 from connectors.cache import outbox
 from connectors.models import PendingInvalidation, PlatformConnection
+from tests.support.procs import env_for_manage, manage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,29 +60,14 @@ def test_without_a_sweeper_the_write_acknowledges_at_once(alice_id, make_connect
 
 def test_a_command_that_exits_before_the_sweep_still_deletes_what_it_acknowledged(alice_id):
     """A management command writes (batched acknowledgement, sweeper an hour away) and exits."""
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}"
-            f"@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "CACHE_OUTBOX_SWEEP_SECONDS": "3600",
-    }
+    env = env_for_manage(CACHE_OUTBOX_SWEEP_SECONDS="3600")
     script = (
         "from connectors.models import PlatformConnection\n"
         f"PlatformConnection.objects.create(user_id='{alice_id}', provider='github')\n"
         "from connectors.cache import outbox\n"
         "assert outbox._acknowledged._ids, 'acknowledged at once, not batched'\n"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage("shell", "-v", "0", "-c", script, env=env)
 
     assert result.returncode == 0, result.stderr
     assert PlatformConnection.objects.filter(user_id=alice_id).exists()

@@ -9,19 +9,15 @@ demoted it (and its data is replaced by the new master's), no read may show the 
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
-from django.db import connection
 
 from connectors import cache
 from connectors.models import PendingInvalidation
 from tests.support.clients import status_of
+from tests.support.procs import env_for_manage, manage
 from tests.support.topologies import SentinelSet, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -150,33 +146,19 @@ def test_the_environment_configures_sentinel_end_to_end(alice_id, make_connectio
     """REDIS_SENTINELS + a REDIS_URL naming the service, in a fresh process."""
     sentinel_set.wait_stable()
     make_connection(alice_id, "github")
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}"
-            f"@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "REDIS_URL": f"redis://{sentinel_set.service}/0",
-        "REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in sentinel_set.sentinel_addresses),
-        "REDIS_SOCKET_TIMEOUT": "0.5",
-        "REDIS_CONNECT_TIMEOUT": "0.5",
-    }
+    env = env_for_manage(
+        REDIS_URL=f"redis://{sentinel_set.service}/0",
+        REDIS_SENTINELS=",".join(f"{h}:{p}" for h, p in sentinel_set.sentinel_addresses),
+        REDIS_SOCKET_TIMEOUT="0.5",
+        REDIS_CONNECT_TIMEOUT="0.5",
+    )
     script = (
         "from connectors import cache, selectors\n"
         f"reads = [selectors.platform_status_for_user(user_id='{alice_id}') for _ in range(2)]\n"
         "pool = type(cache.redis_client().connection_pool).__name__\n"
         "print([read.cached for read in reads], pool)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = manage("shell", "-v", "0", "-c", script, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[False, True] SentinelConnectionPool"
 

@@ -14,12 +14,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 
@@ -256,3 +258,36 @@ class PostgresCluster:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- manage.py in a fresh process, on the tests' own database ------------------------------------
+def the_tests_database_url() -> str:
+    """The database this test run uses (pytest-django's test database), as a DATABASE_URL."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = quote(db.get("USER") or "postgres", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{quote(db['NAME'], safe='')}"
+
+
+def env_for_manage(**extra: str) -> dict[str, str]:
+    """This process's environment, on the tests' database, with `extra` on top."""
+    return {**os.environ, "DATABASE_URL": the_tests_database_url(), **extra}
+
+
+def manage(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py *args` in a fresh process (its own settings, its own threads), to completion."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -37,7 +37,7 @@ FAST_SETTINGS = {
 }
 
 
-def test_database_url() -> str:
+def the_tests_database_url() -> str:
     """DATABASE_URL, pointed at the database pytest-django created for this run."""
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
@@ -45,7 +45,7 @@ def test_database_url() -> str:
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, **FAST_SETTINGS, **env, "DATABASE_URL": test_database_url()}
+        self.env = {**os.environ, **FAST_SETTINGS, **env, "DATABASE_URL": the_tests_database_url()}
         self.log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
