@@ -43,18 +43,15 @@ def envelope(name: str, **fields: serializers.Field) -> serializers.Serializer:
     return inline_serializer(name, {"success": serializers.BooleanField(), **fields})
 
 
-ErrorEnvelopeSerializer = envelope(
-    "ErrorEnvelope",
-    error=inline_serializer(
-        "ErrorDetail",
-        {
-            "code": serializers.CharField(),
-            "message": serializers.CharField(),
-            "fields": serializers.JSONField(
-                required=False, help_text="Per-field messages (400 only)."
-            ),
-        },
-    ),
+def error_envelope(name: str, **extra: serializers.Field) -> serializers.Serializer:
+    """{"success": false, "error": {"code", "message", **extra}}, as exceptions.py answers."""
+    detail = {"code": serializers.CharField(), "message": serializers.CharField(), **extra}
+    return envelope(f"{name}Envelope", error=inline_serializer(f"{name}Detail", detail))
+
+
+ErrorEnvelopeSerializer = error_envelope(
+    "Error",
+    fields=serializers.JSONField(required=False, help_text="Per-field messages (400 only)."),
 )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,17 +27,10 @@ JobEnvelopeSerializer = schema.envelope(
 JobListEnvelopeSerializer = schema.envelope(
     "JobListEnvelope", data=ExtractionJobSerializer(many=True)
 )
-ActiveJobErrorSerializer = schema.envelope(
-    "ConflictErrorEnvelope",
-    error=inline_serializer(
-        "ConflictErrorDetail",
-        {
-            "code": serializers.CharField(),
-            "message": serializers.CharField(),
-            "job_id": serializers.UUIDField(
-                required=False, help_text="job_already_active: the queued or running job."
-            ),
-        },
+ActiveJobErrorSerializer = schema.error_envelope(
+    "ConflictError",
+    job_id=serializers.UUIDField(
+        required=False, help_text="job_already_active: the queued or running job."
     ),
 )
 
