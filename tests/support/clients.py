@@ -34,3 +34,15 @@ def use_cache(settings: Any, location: str, *, timeout: float = 0.2, **pool_kwar
     options["SOCKET_TIMEOUT"] = options["SOCKET_CONNECT_TIMEOUT"] = timeout
     options["CONNECTION_POOL_KWARGS"] = {**options["CONNECTION_POOL_KWARGS"], **pool_kwargs}
     settings.CACHES = caches
+
+
+# A platform the user has not connected, as the API's contract spells it (written out here, not
+# taken from the code under test).
+NOT_CONNECTED: dict[str, Any] = {
+    "connected": False,
+    "status": "not_connected",
+    "connected_at": None,
+    "last_sync_at": None,
+    "last_sync_status": None,
+    "version": 0,
+}
