@@ -51,30 +51,12 @@ def test_tokens_that_do_not_hold_up_are_401(alice_id, overrides):
 
 
 def test_a_token_signed_with_another_secret_is_401(alice_id):
-    forged = jwt.encode(
-        {
-            "aud": "authenticated",
-            "role": "authenticated",
-            "sub": alice_id,
-            "exp": int(time.time()) + 600,
-        },
-        "x" * 40,
-        algorithm="HS256",
-    )
+    forged = jwt.encode(user_claims(alice_id), "x" * 40, algorithm="HS256")
     assert _get(forged, alice_id).status_code == 401
 
 
 def test_alg_none_is_401(alice_id):
-    unsigned = jwt.encode(
-        {
-            "aud": "authenticated",
-            "role": "authenticated",
-            "sub": alice_id,
-            "exp": int(time.time()) + 600,
-        },
-        None,
-        algorithm="none",
-    )
+    unsigned = jwt.encode(user_claims(alice_id), None, algorithm="none")
     assert _get(unsigned, alice_id).status_code == 401
 
 
