@@ -139,6 +139,8 @@ class LiveServer:
         try:
             wait_http(f"{self.url}/healthz", proc=self.process)
         except RuntimeError as e:
+            self.process.kill()  # never left running after the test gave up on it
+            self.process.wait(10)
             raise RuntimeError(f"runserver: {e}: {self.log.read_text()[-2000:]}") from e
 
     def stop(self) -> None:
