@@ -74,6 +74,10 @@ class CacheUnavailable(Exception):
     """Redis could not be used; callers fall back to the database."""
 
 
+class CacheTimedOut(CacheUnavailable):
+    """Redis did not answer within the request timeout: the command may still have run."""
+
+
 class CacheKeyUnreadable(CacheUnavailable):
     """Redis answered with an error for this key (a planted key of another type): a miss."""
 

@@ -365,3 +365,30 @@ def test_a_redis_restored_from_an_older_snapshot_gets_recent_invalidations_again
         assert cache.breaker.transitions == 0  # nothing failed that a breaker could see
     finally:
         node.kill()
+
+
+def test_a_fill_that_times_out_on_a_busy_redis_is_retried_and_cached(alice_id, own_redis, settings):
+    """A cold burst's filler whose store timed out (the machine, not Redis, was slow) would
+    leave every reader waiting on its lease to query the database on its own."""
+    document = {"user_id": alice_id, "platforms": {}}
+    loads = 0
+    # Writes (FILL is a script that writes) wait 2.5 request timeouts: the fill times out,
+    # a retry with the confirmation's timeout (4 request timeouts) gets through.
+    pause_ms = int(settings.CACHES["default"]["OPTIONS"]["SOCKET_TIMEOUT"] * 2500)
+
+    def load_then_stall_redis_writes() -> dict:
+        nonlocal loads
+        loads += 1
+        own_redis.client().execute_command("CLIENT", "PAUSE", pause_ms, "WRITE")
+        return document
+
+    first = cache.read_platform_status(alice_id, load_then_stall_redis_writes)
+    assert first.cached is False
+
+    def must_not_load() -> dict:
+        raise AssertionError("the entry the filler loaded was not cached")
+
+    second = cache.read_platform_status(alice_id, must_not_load)
+    assert second.cached is True
+    assert second.data == document
+    assert loads == 1

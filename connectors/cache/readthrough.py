@@ -27,7 +27,7 @@ from connectors.cache import invalidation, outbox, recovery, scripts, store
 from connectors.cache.entry import MAX_ENTRY_BYTES, CachedRead, Entry, decode, encode
 from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
 from connectors.cache.stats import counters
-from connectors.errors import CacheKeyUnreadable, CacheUnavailable
+from connectors.errors import CacheKeyUnreadable, CacheTimedOut, CacheUnavailable
 
 logger = logging.getLogger("connectors.cache")
 
@@ -229,15 +229,21 @@ def store_with_lease(
     """The FILL script: store `result` only while the lease `token` survives."""
     key = store.full_key(slot.key)
     payload = encode(slot, key, result.body, result.etag, fill_seconds)
-    try:
+
+    def fill(r: Any) -> bool:
         return bool(
-            store.call(
-                lambda r: scripts.FILL(
-                    keys=[key, lease_key], args=[token, payload, ttl_ms(slot)], client=r
-                ),
-                key=key,
-            )
+            scripts.FILL(keys=[key, lease_key], args=[token, payload, ttl_ms(slot)], client=r)
         )
+
+    try:
+        try:
+            return store.call(fill, key=key)
+        except CacheTimedOut:
+            # A busy machine, not a dead Redis: every reader waiting on this lease would
+            # otherwise wait it out and query the database itself (a cold burst of 100 readers
+            # cost 100 queries). Retrying is safe: FILL checks the lease token, so it cannot
+            # land after an invalidation, and a first attempt that did land left no lease.
+            return store.call_maintenance(fill, timeout=store.confirm_timeout())
     except CacheUnavailable as e:
         logger.warning("Could not cache %s: %s", slot.describe(), e)
         return False

@@ -24,7 +24,7 @@ from connectors import metrics
 from connectors.cache import clients, topology
 from connectors.cache.breaker import CircuitBreaker, Permit, State
 from connectors.cache.topology import ALL
-from connectors.errors import CacheKeyUnreadable, CacheUnavailable
+from connectors.errors import CacheKeyUnreadable, CacheTimedOut, CacheUnavailable
 
 logger = logging.getLogger("connectors.cache")
 
@@ -180,6 +180,8 @@ def call[T](
             _count(chosen, shard, kind, e)
         if kind == "reply":
             raise CacheKeyUnreadable(f"Redis answered with an error: {e}") from e
+        if kind == "slow":
+            raise CacheTimedOut(f"Redis is unavailable: {e}") from e
         raise CacheUnavailable(f"Redis is unavailable: {e}") from e
     if guarded:
         chosen.record_success()
