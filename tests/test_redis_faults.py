@@ -392,3 +392,23 @@ def test_a_fill_that_times_out_on_a_busy_redis_is_retried_and_cached(alice_id, o
     assert second.cached is True
     assert second.data == document
     assert loads == 1
+
+
+def test_a_read_that_times_out_once_asks_redis_again_instead_of_the_database(
+    alice_id, own_redis, settings
+):
+    document = {"user_id": alice_id, "platforms": {}}
+    loads = 0
+
+    def load() -> dict:
+        nonlocal loads
+        loads += 1
+        return document
+
+    # Redis stalls for 1.5 request timeouts: the first ask times out, the second is answered.
+    pause_ms = int(settings.CACHES["default"]["OPTIONS"]["SOCKET_TIMEOUT"] * 1500)
+    own_redis.client().execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+    assert cache.read_platform_status(alice_id, load).cached is False
+    # The retried ask took the lease and cached what it loaded: no second load.
+    assert cache.read_platform_status(alice_id, load).cached is True
+    assert loads == 1

@@ -81,7 +81,7 @@ def _read_through(slot: Slot, loader: Loader) -> CachedRead:
     started = time.perf_counter()
     key = store.full_key(slot.key)
     try:
-        raw = store.call(lambda r: read_bounded(r, key), key=key)
+        raw = _call_twice_if_slow(lambda r: read_bounded(r, key), key)
     except CacheKeyUnreadable as e:
         # Not an entry (a key of another type planted there): a miss, and the key replaced.
         logger.warning("Discarding unreadable %s key: %s", slot.describe(), e)
@@ -107,6 +107,17 @@ def _read_through(slot: Slot, loader: Loader) -> CachedRead:
             return _hit(entry)
         _delete_quietly(key)
     return _miss(slot, key, loader, started)
+
+
+def _call_twice_if_slow[T](operation: Callable[[Any], T], key: str) -> T:
+    """One timeout is more likely this busy machine than a dead Redis (a probe decides that,
+    and opens the breaker if it is dead): asking again costs one request timeout, sending the
+    read to the database costs it a query just when it is busiest (a cold burst's waiters, a
+    hot key under overload)."""
+    try:
+        return store.call(operation, key=key)
+    except CacheTimedOut:
+        return store.call(operation, key=key)
 
 
 def _hit(entry: Entry, *, stale: bool = False) -> CachedRead:
@@ -149,13 +160,13 @@ def _miss(slot: Slot, key: str, loader: Loader, started: float) -> CachedRead:
     unreadable = 0
     while True:
         try:
-            reply = store.call(
+            reply = _call_twice_if_slow(
                 lambda r: scripts.ACQUIRE(
                     keys=[key, lease_key],
                     args=[token, settings.CACHE_LEASE_MS, MAX_ENTRY_BYTES],
                     client=r,
                 ),
-                key=key,
+                key,
             )
         except CacheKeyUnreadable as e:
             unreadable += 1
