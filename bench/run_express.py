@@ -47,7 +47,7 @@ def check_identical_documents(h: BenchHarness, service: Stack) -> None:
                 f"http://127.0.0.1:{ours.port}",
                 users,
                 h.tokens.__getitem__,
-                concurrency=8,
+                concurrency=16,
             )
             if mismatches:
                 shown = "\n".join(f"  {m.user_id}: {m.kind}: {m.detail}" for m in mismatches[:10])

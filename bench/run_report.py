@@ -291,10 +291,11 @@ transaction, not two. *table scans/req* = seq + index scans of `connectors_platf
 (CACHE_OUTBOX_SWEEP_SECONDS) queries Postgres in the background whatever the traffic: an idle
 server measured {h.background_rate:.1f} transactions/s, and the figure in brackets is per request net of
 that rate times the scenario's server lifetime. The outbox rows that writes leave are deleted in
-those same sweeper transactions (connectors/cache/outbox.py), so they cost writes nothing extra. *Redis cmds/req* = GET + EVALSHA + EVAL + SET + DEL +
-UNLINK calls (INFO commandstats on the benchmark's own redis-server) per request, including the
-commands the lease scripts run inside Redis (so a miss counts several); the once-a-second
-HINCRBY of the hit counters is excluded. Per-request denominators are the requests the server
+those same sweeper transactions (connectors/cache/outbox.py), so they cost writes nothing extra. *Redis cmds/req* = every command
+(INFO commandstats on the benchmark's own redis-server) per request: the read (GETRANGE on a hit),
+the throttle's (INCR, EXPIRE, PTTL per limit), the commands the lease scripts run inside Redis
+(so a miss counts several), background ones (leader election); not the harness's INFO and
+HGETALL, nor the once-a-second HINCRBY of the hit counters. Per-request denominators are the requests the server
 handled: with the cache on, its own hit + miss counters (they include the up to {CONNS} requests in
 flight when wrk stops, which wrk does not count) plus writes, including the side writer's in
 scenario 4; without it, wrk's count. *other CPU* = CPU time used during the measurement by
