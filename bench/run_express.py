@@ -4,10 +4,12 @@ user the same document, byte for byte, before anything is timed."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 from bench.harness.env import envint
-from bench.peers.express import compare_documents, ensure_installed
+from bench.peers.express import PEER_DIR, compare_documents, ensure_installed, node_binary
 from bench.run_measure import (
     STATUS,
     WARMUP,
@@ -64,6 +66,18 @@ def check_identical_documents(h: BenchHarness, service: Stack) -> None:
         peer.stop()
         ours.stop()
         h.wait_db_idle()
+
+
+def peer_versions() -> dict[str, str]:
+    """Node and the peer's packages as installed from its lock file, for the report."""
+    node = subprocess.run(
+        [node_binary(), "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
+    out = {"node": node.removeprefix("v")}
+    for package in ("express", "ioredis", "pg", "jsonwebtoken"):
+        manifest = PEER_DIR / "node_modules" / package / "package.json"
+        out[package] = str(json.loads(manifest.read_text())["version"])
+    return out
 
 
 def express_rows(h: BenchHarness, unloaded_s: int) -> list[Row]:

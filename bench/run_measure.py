@@ -281,7 +281,7 @@ class BenchHarness(Harness):
         ]
         if record:
             line = (
-                f"BENCH_MODE={mode} BENCH_PATH={path}"
+                f"BENCH_TOKENS_FILE=tokens.txt BENCH_MODE={mode} BENCH_PATH={path}"
                 + (f" BENCH_WRITE_PCT={write_pct}" if write_pct else "")
                 + (" BENCH_CLOSE=1" if close else "")
                 + " "

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.harness import results
 from bench.harness.env import PY
-from bench.run_express import CHECK_HITS
+from bench.run_express import CHECK_HITS, peer_versions
 from bench.run_measure import (
     COLD_SECONDS,
     CONNS,
@@ -408,7 +408,7 @@ view: {micro["ceiling_redis_round_trips"]:g}). DB queries per hit: {micro["db_qu
 ## Set-up
 
 - Machine: {results.machine()}. Load generator, server, Redis and Postgres share the {os.cpu_count()} CPUs.
-- Versions: {", ".join(f"{k} {val}" for k, val in v.items())}.
+- Versions: {", ".join(f"{k} {val}" for k, val in v.items())}; the Express peer: {", ".join(f"{k} {val}" for k, val in peer_versions().items())}.
 - Workers: {WORKERS_WHY.format(w=WORKERS, t=WEB_THREADS, c=os.cpu_count())}
 - Postgres: the shared local server, own database `{h.db_name}` (created and dropped by the run,
   `VACUUM ANALYZE` after seeding). Redis: own redis-server, DB 12, key prefix `{h.prefix}`.
