@@ -306,7 +306,8 @@ class Row:
     side: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     other_cpu: float = 0.0
-    window_s: float = 0.0  # from server start to stop: background DB work runs this long
+    # From the server's first request to its stop: background DB work runs this long.
+    window_s: float = 0.0
     # Requests of an unrecorded warm-up on the measured server itself: in
     # the DB and Redis counters, so in the per-request denominators too, not in the latencies.
     warm_requests: int = 0
@@ -425,8 +426,9 @@ def measure(
         h.stop_app(served)
     h.wait_db_idle()
     pg0 = h.pg_counters()
-    window_started = time.monotonic()
     served = h.serve(stack)
+    # The background (the outbox sweeper) starts with a worker's first request: from here.
+    window_started = time.monotonic()
     time.sleep(1.2)  # counters of the start-up (there should be none) are flushed
     r0 = h.redis_counters()
     watch = CpuWatch(database=h.db_name)
@@ -500,8 +502,8 @@ def background_db_rate(h: BenchHarness, stack: Stack, seconds: float = 6.0) -> f
     the burst itself reads nothing from the database."""
     h.wait_db_idle()
     pg0 = h.pg_counters()
-    started = time.monotonic()
     served = h.serve(stack)
+    started = time.monotonic()  # as in measure(): from the server's first request
     burst = h.wrk(path=STATUS, mode="zipf", seconds=1, record=False)
     if burst["reads_miss"]:
         raise RuntimeError(f"background measurement: {burst['reads_miss']} misses in the burst")
@@ -573,8 +575,9 @@ def cold_start(h: BenchHarness, stack: Stack) -> tuple[Row, list[dict[str, Any]]
     throughput and hit ratio from wrk's Lua counters, latency from PROBES timed connections."""
     h.wait_db_idle()
     pg0 = h.pg_counters()
-    window_started = time.monotonic()
     served = h.serve(stack)
+    # The background (the outbox sweeper) starts with a worker's first request: from here.
+    window_started = time.monotonic()
     time.sleep(1.2)
     sh([PY, "manage.py", "clear_cache"], env=stack.env)
     r0 = h.redis_counters()

@@ -290,7 +290,7 @@ transaction, not two. *table scans/req* = seq + index scans of `connectors_platf
 (pg_stat_user_tables). With the cache on, each gunicorn worker's outbox sweeper thread
 (CACHE_OUTBOX_SWEEP_SECONDS) queries Postgres in the background whatever the traffic: an idle
 server measured {h.background_rate:.1f} transactions/s, and the figure in brackets is per request net of
-that rate times the scenario's server lifetime. The outbox rows that writes leave are deleted in
+that rate times the time its server ran from its first request to its stop. The outbox rows that writes leave are deleted in
 those same sweeper transactions (connectors/cache/outbox.py), so they cost writes nothing extra. *Redis cmds/req* = every command
 (INFO commandstats on the benchmark's own redis-server) per request: the read (GETRANGE on a hit),
 the throttle's (INCR, EXPIRE, PTTL per limit), the commands the lease scripts run inside Redis
