@@ -1,8 +1,8 @@
 """In-process micro benchmark of the status hit path (`python -m bench.micro PROFILE_OUT`, run
 by bench/run.py with the served app's environment).
 
-Django's real WSGI handler (all middleware, DRF, the service-role JWT check, the view) called with
-hand-built environs, no HTTP server: microseconds per request for /healthz, the ceiling and a
+Django's real WSGI handler (all middleware, DRF, each user's own JWT checked, throttling, the view)
+called with hand-built environs, no HTTP server: microseconds per request for /healthz, the ceiling and a
 status hit; Redis round trips per hit (every `send_packed_command` of the benchmark thread); DB
 queries per hit; the pieces of a hit timed alone; a cProfile of the hits, written to PROFILE_OUT.
 Prints `BENCH_JSON {...}`.
@@ -36,16 +36,18 @@ def main() -> None:
     from django.db import connection
 
     from connectors import cache
-    from connectors.auth import issue_token
 
     assert cache.enabled(), "micro benchmark needs REDIS_URL"
     assert getattr(settings, "BENCH_CEILING", False), "micro benchmark needs BENCH_CEILING=1"
     handler = WSGIHandler()
-    token = issue_token(user_id=None, service_role=True, ttl_seconds=3600)
-    with open(os.environ["BENCH_USERS_FILE"]) as f:
-        users = [line.strip() for line in f if line.strip()][:n_users]
+    # "<user> <token>" per line: each request carries its own user's token, as over HTTP.
+    with open(os.environ["BENCH_TOKENS_FILE"]) as f:
+        pairs = [line.split() for line in f if line.strip()][:n_users]
+    users = [user for user, _ in pairs]
+    tokens = {user: token for user, token in pairs}
 
     def environ(path: str) -> dict[str, Any]:
+        token = tokens.get(path.rstrip("/").rsplit("/", 1)[-1], pairs[0][1])
         return {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,

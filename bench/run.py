@@ -1,6 +1,7 @@
 """`make bench` (`python -m bench.run`): the status endpoint under load over real HTTP, in
-scenarios 1-7 (ceiling, DB only, warm Redis, remote DB, ETag polling, a realistic mix, cold start)
-and an in-process micro benchmark; the targets are checked on the ratios of this one run.
+scenarios 1-7 (ceiling, DB only, warm Redis, remote DB, ETag polling, a realistic mix, cold start),
+the same load on the seed's own Express stack (E rows) and on other servers (3t, 3s), and an
+in-process micro benchmark; the targets are checked on the ratios of this one run.
 
 How it measures, the knobs (BENCH_USERS, BENCH_DURATION, ...) and what it writes: bench/README.md.
 """
@@ -16,10 +17,14 @@ from bench.harness import tools
 from bench.harness.env import PY
 from bench.harness.postgres import SHARED_ADMIN_URL, create_database, drop_database
 from bench.harness.procs import interrupt_on_termination
+from bench.run_express import check_identical_documents, express_rows
 from bench.run_measure import (
     CEILING,
     DURATION,
     REMOTE_MS,
+    SERVER,
+    SERVER_ROWS,
+    SERVER_SECONDS,
     STATUS,
     USERS,
     WARMUP,
@@ -74,25 +79,33 @@ def set_up(h: BenchHarness) -> dict[str, float | str]:
     h.token = sh(
         [PY, "manage.py", "issue_token", "--service-role", "--ttl", "7200"], env=db_only
     ).strip()
+    # Every user's own access token (a dashboard's load), in Zipf rank order.
     script = (
+        "from connectors.auth import issue_token\n"
         "from connectors.management.commands.seed_demo import demo_user_id\n"
         "from connectors.providers import PROVIDERS\n"
         "print(','.join(PROVIDERS))\n"
-        f"print('\\n'.join(demo_user_id(i) for i in range({USERS})))"
+        f"for u in (demo_user_id(i) for i in range({USERS})):\n"
+        "    print(u, issue_token(user_id=u, ttl_seconds=7200))"
     )
-    providers, users = sh([PY, "manage.py", "shell", "-v", "0", "-c", script], env=db_only).split(
+    providers, pairs = sh([PY, "manage.py", "shell", "-v", "0", "-c", script], env=db_only).split(
         "\n", 1
     )
     h.providers = providers.strip().split(",")
+    h.tokens = dict(line.split(" ", 1) for line in pairs.strip().splitlines())
     h.users_file = str(h.tmp / "users.txt")
-    Path(h.users_file).write_text(users)
+    Path(h.users_file).write_text("\n".join(h.tokens) + "\n")
+    h.tokens_file = str(h.tmp / "tokens.txt")
+    Path(h.tokens_file).write_text(pairs)
     return {"seed_seconds": seed_seconds, "rows": rows}
 
 
 def warm_every_user(h: BenchHarness, env: dict[str, str]) -> None:
     """Every user cached by the service's own `manage.py warm_cache` (two processes, one per
-    core), checked key by key, so that scenario 3 is all hits."""
+    core), checked key by key, so that scenario 3 is all hits. The cache is cleared first, so
+    every entry is as fresh (TTL 300 s) when the warm rows start."""
     log(f"warming the cache with manage.py warm_cache ({USERS:,} users, 2 processes)")
+    sh([PY, "manage.py", "clear_cache"], env=env)
     all_users = Path(h.users_file).read_text().split()
     missing = all_users
     r = h.redis.client(db=12)
@@ -110,15 +123,19 @@ def warm_every_user(h: BenchHarness, env: dict[str, str]) -> None:
 def run(h: BenchHarness, started: float) -> int:
     log(
         f"throwaway redis-server on 127.0.0.1:{h.redis.port}, database {h.db_name}, "
-        f"prefix {h.prefix}, gunicorn on 127.0.0.1:{h.http_port}"
+        f"prefix {h.prefix}, {SERVER} on 127.0.0.1:{h.http_port}"
     )
     info = set_up(h)
-    cached = h.app_env()
-    db_only = h.app_env(redis=False)
-    remote_cached = h.app_env(latency_ms=REMOTE_MS)
-    remote_db = h.app_env(redis=False, latency_ms=REMOTE_MS)
+    cached = h.service(h.app_env())
+    db_only = h.service(h.app_env(redis=False))
+    remote_cached = h.service(h.app_env(latency_ms=REMOTE_MS))
+    remote_db = h.service(h.app_env(redis=False, latency_ms=REMOTE_MS))
+    unloaded_s = max(3, DURATION // 2)
 
-    rows: list[Row] = []
+    # Issue 14: the seed's own stack, checked to answer the same documents before any timing;
+    # its warm rows right after the check, while the entries the check left are fresh.
+    check_identical_documents(h, cached)
+    rows: list[Row] = express_rows(h, unloaded_s)
     rows.append(
         measure(
             h,
@@ -133,7 +150,7 @@ def run(h: BenchHarness, started: float) -> int:
     rows.append(
         measure(h, "2", "DB only (no REDIS_URL)", db_only, path=STATUS, mode="zipf", warmup=WARMUP)
     )
-    warm_every_user(h, cached)
+    warm_every_user(h, cached.env)
     h.background_rate = background_db_rate(h, cached)
     rows.append(
         measure(
@@ -144,6 +161,51 @@ def run(h: BenchHarness, started: float) -> int:
             path=STATUS,
             mode="zipf",
             warmup=WARMUP,
+        )
+    )
+    if SERVER_ROWS:
+        # Issue 11: the same warm-hit load on the servers `make serve` could have used, right
+        # after 3 (granian), so that the machine's other load is as alike as it can be.
+        for key, server in (("3t", "gunicorn-gthread"), ("3s", "gunicorn-sync")):
+            rows.append(
+                measure(
+                    h,
+                    key,
+                    f"Redis, warm, {server} ({SERVER_SECONDS} s)",
+                    h.service(cached.env, server),
+                    path=STATUS,
+                    mode="zipf",
+                    warmup=1,
+                    seconds=SERVER_SECONDS,
+                    note="server choice"
+                    + (" (closes every connection)" if server == "gunicorn-sync" else ""),
+                )
+            )
+    rows.append(
+        measure(
+            h,
+            "3c",
+            f"Redis, warm, 1 connection ({unloaded_s} s)",
+            cached,
+            path=STATUS,
+            mode="zipf",
+            warmup=WARMUP,
+            seconds=unloaded_s,
+            conns=1,
+            note="unloaded latency",
+        )
+    )
+    rows.append(
+        measure(
+            h,
+            "3x",
+            "Redis, warm, Connection: close",
+            cached,
+            path=STATUS,
+            mode="zipf",
+            warmup=WARMUP,
+            close=True,
+            note="a new TCP connection per request",
         )
     )
     rows.append(
@@ -168,10 +230,9 @@ def run(h: BenchHarness, started: float) -> int:
             warmup=WARMUP,
         )
     )
-    unloaded_s = max(3, DURATION // 2)
     # Per-request latency over one connection. 1c is the floor for 6c: no cache and no DB can
     # answer faster than this stack does.
-    for key, label, env, path in (
+    for key, label, stack, path in (
         ("1c", "ceiling", cached, CEILING),
         ("6c", "Redis, warm, remote DB", remote_cached, STATUS),
         ("6d", "DB only, remote DB", remote_db, STATUS),
@@ -181,14 +242,13 @@ def run(h: BenchHarness, started: float) -> int:
                 h,
                 key,
                 f"{label}, 1 connection ({unloaded_s} s)",
-                env,
+                stack,
                 path=path,
                 mode="zipf",
                 warmup=WARMUP,
                 seconds=unloaded_s,
                 conns=1,
                 note="unloaded latency",
-                warm_in_place=True,
             )
         )
     rows.append(
@@ -204,7 +264,7 @@ def run(h: BenchHarness, started: float) -> int:
         )
     )
     # Mix: wrk sends half of the writes (DELETE disconnect), the side writer the other half.
-    warm_rps = rows[2].wrk["rps"]
+    warm_rps = next(r for r in rows if r.key == "3").wrk["rps"]
     side_rate = max(1.0, warm_rps * 0.8 * (WRITE_PCT / 2) / 100)
     rows.append(
         measure(
@@ -217,6 +277,7 @@ def run(h: BenchHarness, started: float) -> int:
             warmup=WARMUP,
             write_pct=WRITE_PCT / 2,
             side_rate=side_rate,
+            warm_in_place=False,
         )
     )
     cold_row, buckets = cold_start(h, cached)
@@ -224,7 +285,7 @@ def run(h: BenchHarness, started: float) -> int:
 
     log("micro benchmark (in-process)")
     micro_env = h.app_env()
-    micro_env["BENCH_USERS_FILE"] = h.users_file
+    micro_env["BENCH_TOKENS_FILE"] = h.tokens_file
     profile_path = h.tmp / "profile.txt"
     micro = parse_bench_json(sh([PY, "-m", "bench.micro", str(profile_path)], env=micro_env))
     report(

@@ -1,4 +1,4 @@
-"""Harness: everything one benchmark run starts (a temp dir, a redis-server, gunicorn, helper
+"""Harness: everything one benchmark run starts (a temp dir, a redis-server, the app's server, helper
 processes, databases) and stops again, even on failure, Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from bench.harness.env import PY, ROOT
+from connectors_site.server import server_command
 from tests.support.procs import RedisServer, free_port, stop_process, wait_http
 
 
@@ -99,9 +100,11 @@ class Harness:
             if proc.returncode != 0:
                 raise RuntimeError(f"warm_cache failed:\n{out[-2000:]}")
 
-    # --- the app under gunicorn --------------------------------------------------------------
-    def gunicorn_cmd(self, *, workers: int, graceful_timeout: int) -> list[str]:
-        return [
+    # --- the app under a server -------------------------------------------------------------
+    def gunicorn_cmd(
+        self, *, workers: int, graceful_timeout: int, worker_class: str = "sync", threads: int = 1
+    ) -> list[str]:
+        cmd = [
             str(Path(PY).parent / "gunicorn"),
             "connectors_site.wsgi:application",
             "--bind",
@@ -109,7 +112,7 @@ class Harness:
             "--workers",
             str(workers),
             "--worker-class",
-            "sync",
+            worker_class,
             "--preload",
             "--log-level",
             "warning",
@@ -120,20 +123,65 @@ class Harness:
             "--graceful-timeout",
             str(graceful_timeout),
         ]
+        if worker_class == "gthread":
+            cmd += ["--threads", str(threads)]
+        return cmd
+
+    def granian_cmd(self, *, workers: int, threads: int) -> list[str]:
+        """The production server's command line, as `manage.py serve` (`make serve`) execs it."""
+        return server_command(
+            host="127.0.0.1",
+            port=self.http_port,
+            workers=workers,
+            threads=threads,
+            working_dir=ROOT,
+        )
+
+    def server_cmd(
+        self, server: str, *, workers: int, threads: int, graceful_timeout: int
+    ) -> list[str]:
+        """granian (production), gunicorn-gthread or gunicorn-sync."""
+        if server == "granian":
+            return self.granian_cmd(workers=workers, threads=threads)
+        worker_class = server.removeprefix("gunicorn-")
+        if worker_class not in ("sync", "gthread"):
+            raise ValueError(f"unknown server {server!r}")
+        return self.gunicorn_cmd(
+            workers=workers,
+            graceful_timeout=graceful_timeout,
+            worker_class=worker_class,
+            threads=threads,
+        )
 
     def start_app(
-        self, env: dict[str, str], *, workers: int, log: Path, graceful_timeout: int = 10
+        self,
+        env: dict[str, str],
+        *,
+        workers: int,
+        log: Path,
+        graceful_timeout: int = 10,
+        server: str = "gunicorn-sync",
+        threads: int = 1,
     ) -> subprocess.Popen[Any]:
-        """gunicorn serving the app with `env`, its output appended to `log`; returns once
+        """`server` serving the app with `env`, its output appended to `log`; returns once
         every worker has answered /healthz."""
-        cmd = self.gunicorn_cmd(workers=workers, graceful_timeout=graceful_timeout)
+        cmd = self.server_cmd(
+            server, workers=workers, threads=threads, graceful_timeout=graceful_timeout
+        )
+        env = dict(env)
+        if server == "granian":
+            # As `manage.py serve` does: every worker writes its metrics to files there.
+            metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=self.tmp))
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        else:
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         with open(log, "ab") as out:
             proc = self.spawn(cmd, env=env, stdout=out, stderr=out)
         healthz = f"http://127.0.0.1:{self.http_port}/healthz"
         try:
             wait_http(healthz, proc=proc)
         except RuntimeError as e:
-            raise RuntimeError(f"gunicorn: {e}; see {log}:\n{log.read_text()[-3000:]}") from e
+            raise RuntimeError(f"{server}: {e}; see {log}:\n{log.read_text()[-3000:]}") from e
         # Every worker answers before measuring (the master answers nothing itself).
         for _ in range(workers * 4):
             with contextlib.suppress(OSError), urllib.request.urlopen(healthz, timeout=2):

@@ -29,6 +29,7 @@ PACKAGES = (
     "hiredis",
     "psycopg",
     "gunicorn",
+    "granian",
 )
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 

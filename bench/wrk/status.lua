@@ -1,8 +1,9 @@
 -- wrk script for `make bench` (bench/run.py): picks users, sets Authorization, counts outcomes.
 --
 -- Environment (set by bench/run.py):
---   BENCH_USERS_FILE   one user UUID per line (rank 1 first)
---   BENCH_TOKEN        a service-role access token (acts for every user)
+--   BENCH_TOKENS_FILE  one "<user uuid> <access token>" per line (rank 1 first): every request
+--                      carries its own user's token, as a dashboard's browsers do
+--   BENCH_CLOSE        1: send "Connection: close" (a new TCP connection per request)
 --   BENCH_PATH         path prefix, e.g. /api/connectors/status/ or /api/bench/ceiling/
 --   BENCH_MODE         zipf | uniform | seq | mix | etag
 --   BENCH_ZIPF_S       Zipf exponent (default 1.0): P(rank k) ~ 1 / k^s
@@ -20,8 +21,8 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local users, cdf, providers = {}, {}, {}
-local mode, path, auth, write_pct
+local users, auths, cdf, providers = {}, {}, {}, {}
+local mode, path, close, write_pct
 local seq_next, seq_stride
 local etags = {}
 -- counters read by done() through thread:get()
@@ -33,12 +34,16 @@ buckets_str = ""
 writes, writes_ok, writes_noop, writes_other = 0, 0, 0, 0
 
 function init(args)
-  for line in io.lines(os.getenv("BENCH_USERS_FILE")) do
-    if #line > 0 then users[#users + 1] = line end
+  for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
+    local user, token = string.match(line, "^(%S+)%s+(%S+)$")
+    if user then
+      users[#users + 1] = user
+      auths[user] = "Bearer " .. token
+    end
   end
   mode = os.getenv("BENCH_MODE") or "zipf"
   path = os.getenv("BENCH_PATH") or "/api/connectors/status/"
-  auth = "Bearer " .. os.getenv("BENCH_TOKEN")
+  close = os.getenv("BENCH_CLOSE") == "1"
   write_pct = tonumber(os.getenv("BENCH_WRITE_PCT") or "0")
   for p in string.gmatch(os.getenv("BENCH_PROVIDERS") or "github", "[^,]+") do
     providers[#providers + 1] = p
@@ -79,7 +84,8 @@ end
 
 function request()
   local user = pick_user()
-  local headers = { ["Authorization"] = auth }
+  local headers = { ["Authorization"] = auths[user] }
+  if close then headers["Connection"] = "close" end
   if mode == "mix" and math.random() * 100 < write_pct then
     writes = writes + 1
     local provider = providers[math.random(#providers)]
