@@ -49,9 +49,13 @@ def platform_status_from_db(*, user_id: str) -> dict[str, Any]:
     return {"user_id": user_id, "platforms": platforms}
 
 
-def platform_status_for_user(*, user_id: object) -> cache.CachedRead:
+def platform_status_for_user(
+    *, user_id: object, prefetched: cache.Prefetched | None = None
+) -> cache.CachedRead:
     uid = normalize_user_id(user_id)
-    return cache.read_platform_status(uid, lambda: platform_status_from_db(user_id=uid))
+    return cache.read_platform_status(
+        uid, lambda: platform_status_from_db(user_id=uid), prefetched=prefetched
+    )
 
 
 def platform_status_rewarm(user_ids: list[str], lost_data: bool) -> None:

@@ -51,7 +51,14 @@ from connectors.cache.maintenance import (
     health,
     invalidate_all_platform_status,
 )
-from connectors.cache.readthrough import Loader, read_extraction_job, read_platform_status
+from connectors.cache.readthrough import (
+    Counter,
+    Loader,
+    Prefetched,
+    counted_read_platform_status,
+    read_extraction_job,
+    read_platform_status,
+)
 from connectors.cache.recovery import on_recovery
 from connectors.cache.stats import counters
 from connectors.cache.store import (
@@ -79,10 +86,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "TTL_SECONDS",
     "CachedRead",
+    "Counter",
     "InvalidationListener",
     "ListenerStats",
     "ListenerUnsupported",
     "Loader",
+    "Prefetched",
     "Slot",
     "State",
     "acquire_platform_status_lease",
@@ -94,6 +103,7 @@ __all__ = [
     "clear_all",
     "clear_user",
     "conninfo_from_settings",
+    "counted_read_platform_status",
     "counters",
     "decode_entry",
     "delete_value",

@@ -15,7 +15,8 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -34,11 +35,77 @@ logger = logging.getLogger("connectors.cache")
 Loader = Callable[[], dict[str, Any]]
 
 
-def read_platform_status(user_id: object, loader: Loader) -> CachedRead:
-    """Serve the user's status from Redis, or load it with `loader` and cache it safely."""
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A rate-limit counter for counted_read(): its key as stored, window and limit."""
+
+    key: str
+    window: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What counted_read() read of an entry, for the read path to use instead of its own GET:
+    the value (None: missing), or the error that GET would have met."""
+
+    key: str
+    raw: bytes | None = None
+    error: CacheUnavailable | CacheKeyUnreadable | None = None
+
+
+# (count, PTTL in ms) per counter, as INCR and PTTL answered them; a count that is not an int
+# means the counter is broken (not a number), None that Redis could not be asked.
+CounterReplies = list[tuple[Any, Any]] | None
+
+
+def counted_read_platform_status(
+    user_id: object, counters: Sequence[Counter]
+) -> tuple[CounterReplies, Prefetched | None] | None:
+    """Count `counters` and read the user's entry in one round trip (the COUNTED_READ script).
+
+    None when that cannot be one round trip (the cache would not be read, or a Cluster keeps
+    the keys on different slots): the caller counts by itself, and the read does its own GET.
+    The Prefetched is None when a limit was exceeded (nothing read).
+    """
+    slot = status_slot(user_id)
+    key = store.full_key(slot.key)
+    if not _usable(slot) or not store.foldable(key, [c.key for c in counters]):
+        return None
+    args: list[Any] = [MAX_ENTRY_BYTES]
+    for counter in counters:
+        args += [counter.window, counter.limit]
+    try:
+        reply = store.call(
+            lambda r: scripts.COUNTED_READ(
+                keys=[key, *(c.key for c in counters)], args=args, client=r
+            ),
+            key=key,
+        )
+    except CacheKeyUnreadable:
+        return None  # the script itself failed (not the entry's type): count the usual way
+    except CacheUnavailable as e:
+        return None, Prefetched(key, error=e)
+    replies = [(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
+    if reply[0] == 0:
+        return replies, None
+    if reply[0] == 2:
+        return replies, Prefetched(key, error=CacheKeyUnreadable("not a string"))
+    raw = reply[1]
+    return replies, Prefetched(key, raw=(raw if isinstance(raw, bytes) else raw.encode()) or None)
+
+
+def read_platform_status(
+    user_id: object, loader: Loader, *, prefetched: Prefetched | None = None
+) -> CachedRead:
+    """Serve the user's status from Redis, or load it with `loader` and cache it safely.
+
+    `prefetched`: this request's counted_read_platform_status(), read moments ago: it stands
+    for the GET (only for the key it read).
+    """
     slot = status_slot(user_id)
     recovery.remember_user(slot.ident)
-    return _read_through(slot, loader)
+    return _read_through(slot, loader, prefetched)
 
 
 def read_extraction_job(job_id: object, loader: Loader) -> CachedRead:
@@ -74,14 +141,26 @@ def _usable(slot: Slot) -> bool:
     return store.readable() and not invalidation.is_dirty(slot)
 
 
-def _read_through(slot: Slot, loader: Loader) -> CachedRead:
+def _get(key: str, prefetched: Prefetched | None) -> bytes | None:
+    if prefetched is None or prefetched.key != key:
+        return _call_twice_if_slow(lambda r: read_bounded(r, key), key)
+    if isinstance(prefetched.error, CacheTimedOut):
+        # Asked again once, as any read that timed out: a plain GET, since the counted read
+        # may have run (and counted) after all.
+        return store.call(lambda r: read_bounded(r, key), key=key)
+    if prefetched.error is not None:
+        raise prefetched.error
+    return prefetched.raw
+
+
+def _read_through(slot: Slot, loader: Loader, prefetched: Prefetched | None = None) -> CachedRead:
     if not _usable(slot):
         metrics.record_cache_read("bypass")
         return CachedRead.from_data(loader())
     started = time.perf_counter()
     key = store.full_key(slot.key)
     try:
-        raw = _call_twice_if_slow(lambda r: read_bounded(r, key), key)
+        raw = _get(key, prefetched)
     except CacheKeyUnreadable as e:
         # Not an entry (a key of another type planted there): a miss, and the key replaced.
         logger.warning("Discarding unreadable %s key: %s", slot.describe(), e)
