@@ -36,9 +36,16 @@ logger = logging.getLogger("connectors.api")
 
 CACHE_ALIAS = "throttle"
 OAUTH_ACTIONS = frozenset({"authorize", "callback"})
-# Where the throttle leaves the status entry it read (request.META: nothing a client sends can
-# name this key, every header arrives as HTTP_*).
+# Where the throttle leaves the status entry it read, and the fast path the verdict it got
+# (request.META: nothing a client sends can name these keys, every header arrives as HTTP_*).
 PREFETCH_META = "connectors.prefetched_status"
+VERDICT_META = "connectors.throttle_verdict"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    wait: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,15 @@ class ApiRateThrottle(BaseThrottle):
         self._wait: float | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
+        # The status fast path (connectors/api/fastpath.py) counted this request already and
+        # handed it to DRF: the same verdict, once, instead of counting it twice.
+        decided = request.META.pop(VERDICT_META, None)
+        if isinstance(decided, Verdict):
+            self._wait = decided.wait
+            return decided.allowed
+        return self._count(request, view)
+
+    def _count(self, request: Request, view: Any) -> bool:
         buckets = buckets_for(request, view)
         if not buckets:
             return True

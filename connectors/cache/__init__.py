@@ -56,6 +56,7 @@ from connectors.cache.readthrough import (
     Loader,
     Prefetched,
     counted_read_platform_status,
+    prefetched_hit,
     read_extraction_job,
     read_platform_status,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "on_recovery",
     "platform_rate_limit_key",
     "platform_status_key",
+    "prefetched_hit",
     "read_extraction_job",
     "read_platform_status",
     "redis_client",

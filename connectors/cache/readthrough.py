@@ -16,7 +16,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -52,6 +52,11 @@ class Prefetched:
     key: str
     raw: bytes | None = None
     error: CacheUnavailable | CacheKeyUnreadable | None = None
+    # Set when prefetched_hit() declined to serve it: the entry as it decoded (None: rejected,
+    # already logged and counted) and XFetch's draw, so the read path does neither again.
+    checked: bool = False
+    entry: Entry | None = None
+    refresh: bool = False
 
 
 # (count, PTTL in ms) per counter, as INCR and PTTL answered them; a count that is not an int
@@ -93,6 +98,24 @@ def counted_read_platform_status(
         return replies, Prefetched(key, error=CacheKeyUnreadable("not a string"))
     raw = reply[1]
     return replies, Prefetched(key, raw=(raw if isinstance(raw, bytes) else raw.encode()) or None)
+
+
+def prefetched_hit(user_id: object, prefetched: Prefetched) -> CachedRead | Prefetched:
+    """The hit `prefetched` is, when serving it takes nothing more (a valid entry, fresh, no
+    early refresh drawn). Otherwise the Prefetched to hand to read_platform_status, carrying
+    what was learned here, so that nothing is read, decoded, logged or drawn twice."""
+    slot = status_slot(user_id)
+    key = store.full_key(slot.key)
+    if prefetched.key != key or prefetched.raw is None or prefetched.checked or not _usable(slot):
+        return prefetched
+    entry = _decode(prefetched.raw, slot, key)
+    if entry is None or time.time() >= entry.expires_at:
+        return replace(prefetched, checked=True, entry=entry)
+    if _should_refresh_early(entry):
+        return replace(prefetched, checked=True, entry=entry, refresh=True)
+    recovery.remember_user(slot.ident)
+    _log_hit(slot, None)
+    return _hit(entry)
 
 
 def read_platform_status(
@@ -171,18 +194,16 @@ def _read_through(slot: Slot, loader: Loader, prefetched: Prefetched | None = No
         logger.debug("Reading %s from DB: %s", slot.describe(), e)
         return _load_after_redis_failed(slot, key, loader)
     if raw is not None:
-        entry = _decode(raw, slot, key)
+        checked = prefetched is not None and prefetched.checked and prefetched.key == key
+        entry = prefetched.entry if checked and prefetched else _decode(raw, slot, key)
         if entry is not None:
-            if time.time() >= entry.expires_at or _should_refresh_early(entry):
+            if time.time() >= entry.expires_at or (
+                prefetched.refresh if checked and prefetched else _should_refresh_early(entry)
+            ):
                 refreshed = _refresh(slot, key, loader, entry, raw)
                 if refreshed is not None:
                     return refreshed
-            if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
-                logger.info(
-                    "Cache HIT: %s (%.1fms)",
-                    slot.describe(),
-                    (time.perf_counter() - started) * 1000,
-                )
+            _log_hit(slot, started)
             return _hit(entry)
         _delete_quietly(key)
     return _miss(slot, key, loader, started)
@@ -197,6 +218,16 @@ def _call_twice_if_slow[T](operation: Callable[[Any], T], key: str) -> T:
         return store.call(operation, key=key)
     except CacheTimedOut:
         return store.call(operation, key=key)
+
+
+def _log_hit(slot: Slot, started: float | None) -> None:
+    if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
+        if started is None:  # prefetched: the read was the throttle's round trip
+            logger.info("Cache HIT: %s (prefetched)", slot.describe())
+        else:
+            logger.info(
+                "Cache HIT: %s (%.1fms)", slot.describe(), (time.perf_counter() - started) * 1000
+            )
 
 
 def _hit(entry: Entry, *, stale: bool = False) -> CachedRead:

@@ -131,10 +131,15 @@ def breakers() -> list[CircuitBreaker]:
 
 
 def reset_breakers() -> None:
-    """Close every breaker; shard breakers are made anew (with the settings of now)."""
+    """Close every breaker; shard breakers are made anew (with the settings of now), and a
+    request timeout raised for a slow Redis is forgotten (the next slow call raises it anew,
+    on the clients of now)."""
+    global _timeout_now
     breaker.reset()
     with _shard_lock:
         _shard_breakers.clear()
+    with _timeout_lock:
+        _timeout_now = 0.0
 
 
 def call[T](
