@@ -12,6 +12,7 @@ is not something a rate limit fixes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import math
@@ -68,6 +69,7 @@ def _backend() -> Any:
     return caches[CACHE_ALIAS if CACHE_ALIAS in settings.CACHES else "default"]
 
 
+@functools.lru_cache(maxsize=64)
 def _parse_rate(rate: str) -> tuple[int, int] | None:
     if rate == "off":
         return None
@@ -86,6 +88,13 @@ def client_ip(request: Request | HttpRequest) -> str:
     if proxies and forwarded:
         hops = [hop.strip() for hop in forwarded.split(",")]
         raw = hops[-min(proxies, len(hops))]
+    return _canonical_ip(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_ip(raw: str) -> str:
+    # Memoized: parsing an address costs more than the rest of the per-IP limit's work, and a
+    # client sends the same one request after request (bounded: hostile values only evict).
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
