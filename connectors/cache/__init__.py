@@ -19,7 +19,7 @@ from connectors.cache.contract import (
     set_cached_platform_status,
     set_value,
 )
-from connectors.cache.entry import SCHEMA_VERSION, CachedRead, etag_of
+from connectors.cache.entry import SCHEMA_VERSION, CachedRead, Counter, Prefetched, etag_of
 from connectors.cache.entry import decode as decode_entry
 from connectors.cache.eviction import evict_users
 from connectors.cache.invalidation import (
@@ -52,9 +52,7 @@ from connectors.cache.maintenance import (
     invalidate_all_platform_status,
 )
 from connectors.cache.readthrough import (
-    Counter,
     Loader,
-    Prefetched,
     counted_read_platform_status,
     prefetched_hit,
     read_extraction_job,

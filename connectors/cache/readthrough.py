@@ -16,7 +16,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -25,7 +25,16 @@ from django.db import DatabaseError
 
 from connectors import metrics
 from connectors.cache import invalidation, outbox, recovery, scripts, store
-from connectors.cache.entry import MAX_ENTRY_BYTES, CachedRead, Entry, decode, encode
+from connectors.cache.entry import (
+    MAX_ENTRY_BYTES,
+    CachedRead,
+    Counter,
+    CounterReplies,
+    Entry,
+    Prefetched,
+    decode,
+    encode,
+)
 from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
 from connectors.cache.stats import counters
 from connectors.errors import CacheKeyUnreadable, CacheTimedOut, CacheUnavailable
@@ -33,35 +42,6 @@ from connectors.errors import CacheKeyUnreadable, CacheTimedOut, CacheUnavailabl
 logger = logging.getLogger("connectors.cache")
 
 Loader = Callable[[], dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Counter:
-    """A rate-limit counter for counted_read(): its key as stored, window and limit."""
-
-    key: str
-    window: int
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class Prefetched:
-    """What counted_read() read of an entry, for the read path to use instead of its own GET:
-    the value (None: missing), or the error that GET would have met."""
-
-    key: str
-    raw: bytes | None = None
-    error: CacheUnavailable | CacheKeyUnreadable | None = None
-    # Set when prefetched_hit() declined to serve it: the entry as it decoded (None: rejected,
-    # already logged and counted) and XFetch's draw, so the read path does neither again.
-    checked: bool = False
-    entry: Entry | None = None
-    refresh: bool = False
-
-
-# (count, PTTL in ms) per counter, as INCR and PTTL answered them; a count that is not an int
-# means the counter is broken (not a number), None that Redis could not be asked.
-CounterReplies = list[tuple[Any, Any]] | None
 
 
 def counted_read_platform_status(
