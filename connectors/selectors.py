@@ -49,9 +49,28 @@ def platform_status_from_db(*, user_id: str) -> dict[str, Any]:
     return {"user_id": user_id, "platforms": platforms}
 
 
-def platform_status_for_user(*, user_id: object) -> cache.CachedRead:
+def platform_status_for_user(
+    *, user_id: object, prefetched: cache.Prefetched | None = None
+) -> cache.CachedRead:
     uid = normalize_user_id(user_id)
-    return cache.read_platform_status(uid, lambda: platform_status_from_db(user_id=uid))
+    return cache.read_platform_status(
+        uid, lambda: platform_status_from_db(user_id=uid), prefetched=prefetched
+    )
+
+
+def platform_status_prefetch(*, user_id: str) -> cache.Prefetched | None:
+    """The user's entry as read by one round trip, for platform_status_prefetched_hit(); None
+    when the cache is not to be read now (the read path decides then)."""
+    folded = cache.counted_read_platform_status(user_id, [])
+    return None if folded is None else folded[1]
+
+
+def platform_status_prefetched_hit(
+    *, user_id: str, prefetched: cache.Prefetched
+) -> cache.CachedRead | cache.Prefetched:
+    """The status served from what the request's rate-limit round trip read, if that is a hit;
+    else what to pass to platform_status_for_user (connectors/api/fastpath.py)."""
+    return cache.prefetched_hit(user_id, prefetched)
 
 
 def platform_status_rewarm(user_ids: list[str], lost_data: bool) -> None:

@@ -176,12 +176,15 @@ MIDDLEWARE = [
     "connectors.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers status hits itself, after everything above has shaped the response and before
+    # what a hit does not use (connectors/api/fastpath.py; API_FAST_PATH).
+    "connectors.api.fastpath.StatusFastPathMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: turns a locked-out login into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -656,6 +659,10 @@ THROTTLE_RATES = {
 # Proxies in front of this server that append to X-Forwarded-For (0: use REMOTE_ADDR), so the
 # per-IP limit counts clients rather than the load balancer.
 THROTTLE_NUM_PROXIES = envint("THROTTLE_NUM_PROXIES", 0)
+
+# Status hits answered in front of DRF, by the same rules (connectors/api/fastpath.py); 0 sends
+# every request through the DRF viewset.
+API_FAST_PATH = envbool("API_FAST_PATH", True)
 
 # Admin login (django-axes, database handler): after this many failed logins for one username,
 # or from one client IP, further logins for it (even with the right password) get 429 until

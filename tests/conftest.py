@@ -58,6 +58,44 @@ def _static_files_from_the_apps() -> Iterator[None]:
         yield
 
 
+# The API's tests run against both ways a status read is answered: the fast path in front of DRF
+# (connectors/api/fastpath.py) and the DRF viewset alone. Elsewhere the default (fast) applies.
+BOTH_API_PATHS = frozenset(
+    {
+        "test_api_status",
+        "test_auth",
+        "test_authorization_matrix",
+        "test_cluster",
+        "test_entry_authenticity",
+        "test_hostile_input",
+        "test_jwks",
+        "test_observability",
+        "test_planted_keys",
+        "test_postgres_down",
+        "test_redis_access",
+        "test_redis_down",
+        "test_redis_faults",
+        "test_secrets",
+        "test_sentinel",
+        "test_throttling",
+        "test_token_rotation",
+        "test_write_paths",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.rpartition(".")[2] in BOTH_API_PATHS:
+        metafunc.parametrize("api_path", ["fast", "drf"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def api_path(request: pytest.FixtureRequest, settings: Any) -> str:
+    path: str = getattr(request, "param", "fast")
+    settings.API_FAST_PATH = path == "fast"
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache() -> Iterator[None]:
     """Every test starts and ends with no keys under this run's prefix (never FLUSHDB), and

@@ -190,7 +190,66 @@ def test_the_redis_throttle_is_one_round_trip_and_none_for_the_service_role(
     assert alice.get(url).status_code == 200
     assert len(sends) == 2  # one pipelined round trip per request (user + IP counters)
     keys = list(cache.maintenance_client().scan_iter(match=cache.full_key("throttle:*")))
-    assert {k.decode().split(":")[-1] for k in keys} == {alice_id, "127.0.0.1"}
+    assert {k.decode().split(":")[-1] for k in keys} == {f"{{{alice_id}}}", "{127.0.0.1}"}
+
+
+class RoundTrips:
+    """Counts redis-py's sends (one per command, one per pipeline: one per round trip) made by
+    this thread while `counting`."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.sends: list[bytes] = []
+        self._on = threading.local()
+        real_send = redis.connection.Connection.send_packed_command
+
+        def counting_send(conn: Any, command: Any, check_health: bool = True) -> None:
+            if getattr(self._on, "value", False):
+                self.sends.append(command if isinstance(command, bytes) else b"".join(command))
+            real_send(conn, command, check_health)
+
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting_send)
+
+    def commands(self) -> list[str]:
+        """Each round trip as its first command and how many it sent, for a failure message."""
+        described = []
+        for send in self.sends:
+            lines = send.split(b"\r\n")
+            count = sum(1 for line in lines if line.startswith(b"*"))
+            described.append(f"{lines[2].decode()} x{count}")
+        return described
+
+    def during(self, call: Any) -> Any:
+        self._on.value = True
+        try:
+            return call()
+        finally:
+            self._on.value = False
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # committed rows: reads use the cache
+def test_a_users_status_hit_is_one_redis_round_trip_throttling_included(
+    settings, alice, alice_id, make_connection, monkeypatch
+):
+    """The rate limits' counters and the entry's read share one round trip (one script), for
+    a 200 and for a 304; and the counters still count."""
+    rates(settings, user="50/min")
+    make_connection(alice_id)
+    url = f"/api/connectors/status/{alice_id}"
+    first = alice.get(url)
+    assert first.json()["cached"] is False  # the miss: lease, query, fill
+    trips = RoundTrips(monkeypatch)
+    for _ in range(3):
+        response = trips.during(lambda: alice.get(url))
+        assert response.status_code == 200 and response.json()["cached"] is True
+    etag = response["ETag"]
+    assert trips.during(lambda: alice.get(url, HTTP_IF_NONE_MATCH=etag)).status_code == 304
+    assert len(trips.sends) == 4, trips.commands()
+    backend = caches["throttle"]
+    counter = backend.client.get_client(write=True).get(
+        backend.make_key(f"throttle:user:{{{alice_id}}}")
+    )
+    assert int(counter) == 5
 
 
 def test_rates_are_validated_at_start_up():
@@ -207,7 +266,7 @@ def test_a_broken_counter_in_redis_limits_and_is_repaired(settings, alice, alice
     off: that request is refused, the key is replaced, and counting resumes."""
     rates(settings, user="3/min")
     backend = caches["throttle"]
-    key = backend.make_key(f"throttle:user:{alice_id}")
+    key = backend.make_key(f"throttle:user:{{{alice_id}}}")
     client = backend.client.get_client(write=True)
     if planted == "string":
         client.set(key, "not-a-number")

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors import cache, metrics, oauth, selectors, services
-from connectors.api import envelope, schema
+from connectors.api import envelope, schema, throttling
 from connectors.api.permissions import (
     CanScrapeMetrics,
     ConfirmedSessionForWrites,
@@ -42,7 +42,15 @@ class PlatformStatusViewSet(viewsets.ViewSet):
     )
     def retrieve(self, request: Request, user_id: str) -> HttpResponse:
         uid = acting_user_id(request, user_id)
-        return envelope.cached_read(request, selectors.platform_status_for_user(user_id=uid))
+        result = selectors.platform_status_for_user(
+            user_id=uid, prefetched=throttling.prefetched_status(request)
+        )
+        return envelope.cached_read(request, result)
+
+    def status_read_user_id(self) -> str | None:
+        """The user whose status this request reads: the throttle's round trip reads the entry
+        too when that is the caller (connectors/api/throttling.py)."""
+        return self.kwargs.get("user_id") if self.action == "retrieve" else None
 
     @extend_schema(
         operation_id="platform_status_warm",

@@ -19,7 +19,7 @@ from connectors.cache.contract import (
     set_cached_platform_status,
     set_value,
 )
-from connectors.cache.entry import SCHEMA_VERSION, CachedRead, etag_of
+from connectors.cache.entry import SCHEMA_VERSION, CachedRead, Counter, Prefetched, etag_of
 from connectors.cache.entry import decode as decode_entry
 from connectors.cache.eviction import evict_users
 from connectors.cache.invalidation import (
@@ -51,7 +51,13 @@ from connectors.cache.maintenance import (
     health,
     invalidate_all_platform_status,
 )
-from connectors.cache.readthrough import Loader, read_extraction_job, read_platform_status
+from connectors.cache.readthrough import (
+    Loader,
+    counted_read_platform_status,
+    prefetched_hit,
+    read_extraction_job,
+    read_platform_status,
+)
 from connectors.cache.recovery import on_recovery
 from connectors.cache.stats import counters
 from connectors.cache.store import (
@@ -79,10 +85,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "TTL_SECONDS",
     "CachedRead",
+    "Counter",
     "InvalidationListener",
     "ListenerStats",
     "ListenerUnsupported",
     "Loader",
+    "Prefetched",
     "Slot",
     "State",
     "acquire_platform_status_lease",
@@ -94,6 +102,7 @@ __all__ = [
     "clear_all",
     "clear_user",
     "conninfo_from_settings",
+    "counted_read_platform_status",
     "counters",
     "decode_entry",
     "delete_value",
@@ -113,6 +122,7 @@ __all__ = [
     "on_recovery",
     "platform_rate_limit_key",
     "platform_status_key",
+    "prefetched_hit",
     "read_extraction_job",
     "read_platform_status",
     "redis_client",

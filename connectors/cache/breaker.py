@@ -75,6 +75,10 @@ class CircuitBreaker:
         means one more or one fewer call reaches allow(), which decides under the lock."""
         return self._state is State.OPEN and self._clock() - self._opened_at < self.cooldown
 
+    def is_closed(self) -> bool:
+        """Closed (lock-free, as is_open()): allow() lets every call through."""
+        return self._state is State.CLOSED
+
     def allow(self) -> Permit:
         """May a call go through now? In half-open, one caller is made the probe."""
         with self._lock:

@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from connectors.cache.keys import Slot, ttl_seconds
+from connectors.errors import CacheKeyUnreadable, CacheUnavailable
 
 logger = logging.getLogger("connectors.cache")
 
@@ -104,6 +105,36 @@ class Entry:
 
     def served(self, *, stale: bool = False) -> CachedRead:
         return CachedRead(self.body, cached=True, etag=self.etag, stale=stale)
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A rate-limit counter for counted_read_platform_status(): its key as stored, window
+    and limit."""
+
+    key: str
+    window: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """An entry read ahead by counted_read_platform_status(), for the read path to use
+    instead of its own GET: the value (None: missing), or the error that GET would have met."""
+
+    key: str
+    raw: bytes | None = None
+    error: CacheUnavailable | CacheKeyUnreadable | None = None
+    # Set when prefetched_hit() declined to serve it: the entry as it decoded (None: rejected,
+    # already logged and counted) and XFetch's draw, so the read path does neither again.
+    checked: bool = False
+    entry: Entry | None = None
+    refresh: bool = False
+
+
+# (count, PTTL in ms) per counter, as INCR and PTTL answered them; a count that is not an int
+# means the counter is broken (not a number), None that Redis could not be asked.
+CounterReplies = list[tuple[Any, Any]] | None
 
 
 def encode(slot: Slot, key: str, body: bytes, etag: str, fill_seconds: float) -> bytes:

@@ -15,7 +15,8 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -24,7 +25,16 @@ from django.db import DatabaseError
 
 from connectors import metrics
 from connectors.cache import invalidation, outbox, recovery, scripts, store
-from connectors.cache.entry import MAX_ENTRY_BYTES, CachedRead, Entry, decode, encode
+from connectors.cache.entry import (
+    MAX_ENTRY_BYTES,
+    CachedRead,
+    Counter,
+    CounterReplies,
+    Entry,
+    Prefetched,
+    decode,
+    encode,
+)
 from connectors.cache.keys import Slot, job_slot, status_slot, ttl_seconds
 from connectors.cache.stats import counters
 from connectors.errors import CacheKeyUnreadable, CacheTimedOut, CacheUnavailable
@@ -34,11 +44,71 @@ logger = logging.getLogger("connectors.cache")
 Loader = Callable[[], dict[str, Any]]
 
 
-def read_platform_status(user_id: object, loader: Loader) -> CachedRead:
-    """Serve the user's status from Redis, or load it with `loader` and cache it safely."""
+def counted_read_platform_status(
+    user_id: object, counters: Sequence[Counter]
+) -> tuple[CounterReplies, Prefetched | None] | None:
+    """Count `counters` and read the user's entry in one round trip (the COUNTED_READ script).
+
+    None when that cannot be one round trip (the cache would not be read, or a Cluster keeps
+    the keys on different slots): the caller counts by itself, and the read does its own GET.
+    The Prefetched is None when a limit was exceeded (nothing read).
+    """
+    slot = status_slot(user_id)
+    key = store.full_key(slot.key)
+    if not _usable(slot) or not store.foldable(key, [c.key for c in counters]):
+        return None
+    args: list[Any] = [MAX_ENTRY_BYTES]
+    for counter in counters:
+        args += [counter.window, counter.limit]
+    try:
+        reply = store.call(
+            lambda r: scripts.COUNTED_READ(
+                keys=[key, *(c.key for c in counters)], args=args, client=r
+            ),
+            key=key,
+        )
+    except CacheKeyUnreadable:
+        return None  # the script itself failed (not the entry's type): count the usual way
+    except CacheUnavailable as e:
+        return None, Prefetched(key, error=e)
+    replies = [(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
+    if reply[0] == 0:
+        return replies, None
+    if reply[0] == 2:
+        return replies, Prefetched(key, error=CacheKeyUnreadable("not a string"))
+    raw = reply[1]
+    return replies, Prefetched(key, raw=(raw if isinstance(raw, bytes) else raw.encode()) or None)
+
+
+def prefetched_hit(user_id: object, prefetched: Prefetched) -> CachedRead | Prefetched:
+    """The hit `prefetched` is, when serving it takes nothing more (a valid entry, fresh, no
+    early refresh drawn). Otherwise the Prefetched to hand to read_platform_status, carrying
+    what was learned here, so that nothing is read, decoded, logged or drawn twice."""
+    slot = status_slot(user_id)
+    key = store.full_key(slot.key)
+    if prefetched.key != key or prefetched.raw is None or prefetched.checked or not _usable(slot):
+        return prefetched
+    entry = _decode(prefetched.raw, slot, key)
+    if entry is None or time.time() >= entry.expires_at:
+        return replace(prefetched, checked=True, entry=entry)
+    if _should_refresh_early(entry):
+        return replace(prefetched, checked=True, entry=entry, refresh=True)
+    recovery.remember_user(slot.ident)
+    _log_hit(slot, None)
+    return _hit(entry)
+
+
+def read_platform_status(
+    user_id: object, loader: Loader, *, prefetched: Prefetched | None = None
+) -> CachedRead:
+    """Serve the user's status from Redis, or load it with `loader` and cache it safely.
+
+    `prefetched`: this request's counted_read_platform_status(), read moments ago: it stands
+    for the GET (only for the key it read).
+    """
     slot = status_slot(user_id)
     recovery.remember_user(slot.ident)
-    return _read_through(slot, loader)
+    return _read_through(slot, loader, prefetched)
 
 
 def read_extraction_job(job_id: object, loader: Loader) -> CachedRead:
@@ -74,14 +144,26 @@ def _usable(slot: Slot) -> bool:
     return store.readable() and not invalidation.is_dirty(slot)
 
 
-def _read_through(slot: Slot, loader: Loader) -> CachedRead:
+def _get(key: str, prefetched: Prefetched | None) -> bytes | None:
+    if prefetched is None or prefetched.key != key:
+        return _call_twice_if_slow(lambda r: read_bounded(r, key), key)
+    if isinstance(prefetched.error, CacheTimedOut):
+        # Asked again once, as any read that timed out: a plain GET, since the counted read
+        # may have run (and counted) after all.
+        return store.call(lambda r: read_bounded(r, key), key=key)
+    if prefetched.error is not None:
+        raise prefetched.error
+    return prefetched.raw
+
+
+def _read_through(slot: Slot, loader: Loader, prefetched: Prefetched | None = None) -> CachedRead:
     if not _usable(slot):
         metrics.record_cache_read("bypass")
         return CachedRead.from_data(loader())
     started = time.perf_counter()
     key = store.full_key(slot.key)
     try:
-        raw = _call_twice_if_slow(lambda r: read_bounded(r, key), key)
+        raw = _get(key, prefetched)
     except CacheKeyUnreadable as e:
         # Not an entry (a key of another type planted there): a miss, and the key replaced.
         logger.warning("Discarding unreadable %s key: %s", slot.describe(), e)
@@ -92,18 +174,16 @@ def _read_through(slot: Slot, loader: Loader) -> CachedRead:
         logger.debug("Reading %s from DB: %s", slot.describe(), e)
         return _load_after_redis_failed(slot, key, loader)
     if raw is not None:
-        entry = _decode(raw, slot, key)
+        checked = prefetched is not None and prefetched.checked and prefetched.key == key
+        entry = prefetched.entry if checked and prefetched else _decode(raw, slot, key)
         if entry is not None:
-            if time.time() >= entry.expires_at or _should_refresh_early(entry):
+            if time.time() >= entry.expires_at or (
+                prefetched.refresh if checked and prefetched else _should_refresh_early(entry)
+            ):
                 refreshed = _refresh(slot, key, loader, entry, raw)
                 if refreshed is not None:
                     return refreshed
-            if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
-                logger.info(
-                    "Cache HIT: %s (%.1fms)",
-                    slot.describe(),
-                    (time.perf_counter() - started) * 1000,
-                )
+            _log_hit(slot, started)
             return _hit(entry)
         _delete_quietly(key)
     return _miss(slot, key, loader, started)
@@ -118,6 +198,16 @@ def _call_twice_if_slow[T](operation: Callable[[Any], T], key: str) -> T:
         return store.call(operation, key=key)
     except CacheTimedOut:
         return store.call(operation, key=key)
+
+
+def _log_hit(slot: Slot, started: float | None) -> None:
+    if logger.isEnabledFor(logging.INFO):  # skip building the line when it is off
+        if started is None:  # prefetched: the read was the throttle's round trip
+            logger.info("Cache HIT: %s (prefetched)", slot.describe())
+        else:
+            logger.info(
+                "Cache HIT: %s (%.1fms)", slot.describe(), (time.perf_counter() - started) * 1000
+            )
 
 
 def _hit(entry: Entry, *, stale: bool = False) -> CachedRead:

@@ -17,6 +17,7 @@ def _load(name: str) -> Script:
 
 
 ACQUIRE = _load("acquire")
+COUNTED_READ = _load("counted_read")
 FILL = _load("fill")
 REFRESH_LEASE = _load("refresh_lease")
 RELEASE = _load("release")

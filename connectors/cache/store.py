@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import redis
@@ -131,10 +131,15 @@ def breakers() -> list[CircuitBreaker]:
 
 
 def reset_breakers() -> None:
-    """Close every breaker; shard breakers are made anew (with the settings of now)."""
+    """Close every breaker; shard breakers are made anew (with the settings of now), and a
+    request timeout raised for a slow Redis is forgotten (the next slow call raises it anew,
+    on the clients of now)."""
+    global _timeout_now
     breaker.reset()
     with _shard_lock:
         _shard_breakers.clear()
+    with _timeout_lock:
+        _timeout_now = 0.0
 
 
 def call[T](
@@ -327,6 +332,19 @@ def trip(key: str, reason: str) -> None:
     own writes, read at once; the other processes learn it from the sweeper)."""
     if breaker_on():
         breaker_for(topology.shard_of(redis_client(), key)).trip(reason)
+
+
+def foldable(key: str, others: Sequence[str]) -> bool:
+    """Whether `others` may ride on `key`'s call as one script (counted_read): on a Cluster
+    only within `key`'s slot. Only while that shard's breaker is closed, so that call() never
+    skips it: a skipped call would skip the others' work too."""
+    r = redis_client()
+    if not topology.is_cluster(r):
+        return not breaker_on() or breaker.is_closed()
+    if not topology.same_slot([key, *others]):
+        return False
+    shard = topology.shard_of(r, key)
+    return shard not in _undelivered and (not breaker_on() or breaker_for(shard).is_closed())
 
 
 def readable() -> bool:

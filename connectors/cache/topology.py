@@ -52,6 +52,11 @@ def shard_of(r: Any, key: str) -> int:
     return _shards(r)[0][key_slot(key.encode())]
 
 
+def same_slot(keys: Sequence[str]) -> bool:
+    """Whether a Cluster would take `keys` in one command (one hash slot)."""
+    return len({key_slot(key.encode()) for key in keys}) <= 1
+
+
 def _send(
     pool: Any, groups: Sequence[Group], replicas: int, timeout_ms: int
 ) -> tuple[int, Address]:
