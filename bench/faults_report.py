@@ -26,10 +26,75 @@ class Verdict:
     p99_delta: float
     seconds_to_target: float | None
     checks: list[tuple[str, str, bool]]
+    # Issue 12's summary lines (scenarios d-g): (label, value), in the order run.
+    ha: list[tuple[str, str]]
+    classic: bool  # whether any of scenarios a-c ran (their summary lines mean nothing else)
+
+
+# Issue 12's targets: a healthy shard keeps its hits while another fails over, and the app's own
+# CPU saturation costs neither hits nor a breaker opening.
+HEALTHY_HIT_TARGET = 0.95
+OVERLOAD_HIT_TARGET = 0.95
+
+
+def ha_checks(analyses: list[Analysis]) -> list[tuple[str, str, str, bool]]:
+    """(summary label, value, target, met) for each figure of scenarios d-g that ran."""
+    out: list[tuple[str, str, str, bool]] = []
+
+    def pct_line(x: float | None) -> str:
+        return "n/a" if x is None else f"{x * 100:.1f}%"
+
+    for a in analyses:
+        f, scenario = a.ha, a.run.scenario
+        if f is None:
+            continue
+        if scenario == "d":
+            out.append(
+                (
+                    "sentinel failover: stale reads later than 1 s after promotion",
+                    f"{f.stale_late}",
+                    "0",
+                    f.stale_late == 0,
+                )
+            )
+            out.append(("sentinel failover: 5xx", f"{f.r5xx}", "0", f.r5xx == 0))
+        elif scenario == "e":
+            lost = f.lost if f.lost is not None else -1
+            out.append(("sentinel split brain: lost invalidations", f"{lost}", "0", lost == 0))
+        elif scenario == "f":
+            out.append(("cluster node failover: stale reads", f"{f.stale}", "0", f.stale == 0))
+            ratio = f.healthy_hit_ratio
+            out.append(
+                (
+                    "cluster node failover: hit ratio on healthy nodes during failover",
+                    pct_line(ratio),
+                    f">= {HEALTHY_HIT_TARGET:.0%}",
+                    ratio is not None and ratio >= HEALTHY_HIT_TARGET,
+                )
+            )
+        elif scenario == "g":
+            ratio = f.fault_hit_ratio
+            out.append(
+                (
+                    "overload 3x: hit ratio",
+                    pct_line(ratio),
+                    f">= {OVERLOAD_HIT_TARGET:.0%}",
+                    ratio is not None and ratio >= OVERLOAD_HIT_TARGET,
+                )
+            )
+            out.append(
+                (
+                    "overload 3x: breaker openings",
+                    f"{a.breaker_opens}",
+                    "0",
+                    a.breaker_opens == 0,
+                )
+            )
+    return out
 
 
 def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) -> Verdict:
-    fault_runs = [a for a in analyses if a.run.scenario != "baseline"]
+    fault_runs = [a for a in analyses if a.run.scenario in ("a", "b", "c")]
 
     def phase(a: Analysis, name: str) -> PhaseStats:
         return next(p for p in a.phases if p.name == name)
@@ -65,6 +130,7 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
     p99_delta = outage_p99 - base_p99
     times = [a.seconds_to_target for a in fault_runs]
     worst = None if any(t is None for t in times) or not times else max(t for t in times if t)
+    ha = ha_checks(analyses)
     checks = [
         ("0 responses with status 500", f"{r500}", r500 == 0),
         (
@@ -92,6 +158,9 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
             worst is not None and worst <= opts.recovery_target_s,
         ),
     ]
+    if not fault_runs:
+        checks = []
+    checks += [(f"{label}: {target}", value, ok) for label, value, target, ok in ha]
     return Verdict(
         r500,
         r503_redis,
@@ -102,6 +171,8 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
         p99_delta,
         worst,
         checks,
+        [(label, value) for label, value, _t, _ok in ha],
+        bool(fault_runs),
     )
 
 
@@ -155,6 +226,9 @@ def run_table(analyses: list[Analysis], opts: Options) -> str:
 
 
 def summary_lines(v: Verdict, prefix: str = "") -> list[str]:
+    ha = [f"{prefix}{label}: {value}" for label, value in v.ha]
+    if not v.classic:
+        return ha
     return [
         f"{prefix}500s during faults: {v.r500}",
         f"{prefix}503s during redis-only outages: {v.r503_redis}",
@@ -162,6 +236,7 @@ def summary_lines(v: Verdict, prefix: str = "") -> list[str]:
         f"{prefix}outage p99 minus db-only p99 ms: {fmt(v.p99_delta)}",
         f"{prefix}seconds to hit ratio 90% after recovery: "
         + ("never" if v.seconds_to_target is None else f"{v.seconds_to_target:g}"),
+        *ha,
     ]
 
 

@@ -30,6 +30,7 @@ SERVICE_ENV_PREFIXES = (
     "BENCH_DB_",
     "BENCH_CEILING",
     "BENCH_CACHE_MODE",
+    "BENCH_HA_MODE",
 )
 
 
