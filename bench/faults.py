@@ -221,7 +221,7 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
             "seconds": seconds,
             "threads": o.threads,
             "zipf_s": o.zipf_s,
-            "write_pct": o.ha_write_pct if scenario in ("d", "e", "f") else o.write_pct,
+            "write_pct": o.ha_write_pct if scenario in ("d", "e") else o.write_pct,
             "reset_share": o.reset_share,
             "seed": 1000 + len(name),
         }
@@ -246,6 +246,8 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
                 scenario, topology, h.info["users"], t0, o, h.spawn, h.stop, log
             )
             fault_start, recovered = marks.fault_start, marks.recovered
+            for note in marks.notes:
+                log(f"  {name}: {note}")
         elif scenario != "baseline":
             fault_start, recovered = inject(h, scenario, name, t0)
         loader.wait(timeout=seconds + 90)
@@ -333,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"run {scenario}/{config}")
             a = analyse(run_one(h, scenario, config), opts, h.info)
             analyses.append(a)
+            if a.ha is not None and a.ha.examples:
+                log(
+                    f"  stale reads (user, read start/end, last write, s after the fault): {a.ha.examples}"
+                )
             for p in a.phases:
                 log(
                     f"  {p.name}: {p.reads} reads, p99 {fmt(p.read_p99)} ms, non-2xx {p.non_2xx}, "

@@ -118,7 +118,8 @@ class Marks:
 
     fault_start: float = 0.0
     recovered: float = 0.0
-    promoted: float | None = None
+    promoted: float | None = None  # the replica answers ROLE as a master
+    switched: float | None = None  # a sentinel names the new master (+switch-master)
     resumed: float | None = None
     demoted: float | None = None
     healthy_users: list[int] = field(default_factory=list)
@@ -208,6 +209,11 @@ class WriteIndex:
         i = bisect.bisect_left(times, t) - 1
         return self.versions[user][i] if i >= 0 else None
 
+    def last_time_before(self, user: int, t: float) -> float | None:
+        times = self.times.get(user, [])
+        i = bisect.bisect_left(times, t) - 1
+        return times[i] if i >= 0 else None
+
     def any_between(self, user: int, lo: float, hi: float) -> bool:
         times = self.times.get(user, [])
         i = bisect.bisect_right(times, lo)
@@ -231,6 +237,9 @@ class HaFigures:
     fault_served: int
     lost: int | None  # d-f: written users read older than the database after the run
     checked: int
+    # The first stale reads after the fault: (user, start and end of the read relative to the
+    # fault, the last write to that user that returned before it, relative to the fault).
+    examples: list[tuple[int, float, float, float | None]] = field(default_factory=list)
 
     @property
     def healthy_hit_ratio(self) -> float | None:
@@ -428,6 +437,16 @@ def ha_figures(
         if start >= m.fault_start and stale(user, start, versions):
             f.stale += 1
             f.stale_late += late is not None and start >= late
+            if len(f.examples) < 5:
+                last = api_index.last_time_before(user, start)
+                f.examples.append(
+                    (
+                        user,
+                        start - m.fault_start,
+                        _end - m.fault_start,
+                        None if last is None else last - m.fault_start,
+                    )
+                )
         if m.fault_start <= start < m.recovered:
             f.fault_served += 1
             f.fault_hits += cached == 1

@@ -128,13 +128,16 @@ def inject(
             old.pause()
             log(f"  e: master {old.name} paused")
             m.promoted = _wait_role(new, "master", f"{new.name} promoted")
-            time.sleep(0.5)
+            time.sleep(0.5)  # the old master comes back before Sentinel has switched
             old.resume()
             m.resumed = time.monotonic()
             log(f"  e: {new.name} promoted; old master resumed (a master in its own eyes)")
+        wait_until(lambda: s.master_address() != old.address, POLL_TIMEOUT_S, "+switch-master")
+        m.switched = time.monotonic()
         m.demoted = m.recovered = _wait_role(old, "slave", f"{old.name} demoted and in sync")
         log(
-            f"  {scenario}: promoted +{m.promoted - m.fault_start:.1f} s, old master demoted "
+            f"  {scenario}: promoted +{m.promoted - m.fault_start:.1f} s, +switch-master "
+            f"+{m.switched - m.fault_start:.1f} s, old master demoted "
             f"+{m.demoted - m.fault_start:.1f} s after the fault"
         )
         return m
