@@ -3,8 +3,8 @@ Cluster from tests/support/topologies.py, or the harness's redis-server), the fa
 injects, and the end-of-run check that every write's invalidation took effect.
 
 d: SENTINEL FAILOVER under load (the old master keeps taking writes until Sentinel demotes it,
-   ~10 s later); e: split brain (the master paused until its replica is promoted, then resumed:
-   a master in its own eyes until demoted); f: one of a Cluster's 3 masters paused until its
+   ~10 s later); e: split brain (the master paused until its replica is promoted, then resumed at
+   once, before the sentinels switch: a master in its own eyes until demoted); f: one of a Cluster's 3 masters paused until its
    replica takes over, then resumed; g: busy-looping processes next to the app (its own CPU
    saturated), Redis healthy throughout.
 """
@@ -128,8 +128,7 @@ def inject(
             old.pause()
             log(f"  e: master {old.name} paused")
             m.promoted = _wait_role(new, "master", f"{new.name} promoted")
-            time.sleep(0.5)  # the old master comes back before Sentinel has switched
-            old.resume()
+            old.resume()  # back before the sentinels name the new master: both take writes
             m.resumed = time.monotonic()
             log(f"  e: {new.name} promoted; old master resumed (a master in its own eyes)")
         wait_until(lambda: s.master_address() != old.address, POLL_TIMEOUT_S, "+switch-master")

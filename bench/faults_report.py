@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults_analysis import Analysis, PhaseStats
-from bench.faults_options import NAIVE_ENV, Options
+from bench.faults_options import NAIVE_ENV, NAIVE_HA_ENV, Options
 from bench.harness import results
 
 
@@ -225,6 +225,39 @@ def run_table(analyses: list[Analysis], opts: Options) -> str:
     return "\n".join(lines)
 
 
+def ha_table(analyses: list[Analysis]) -> str:
+    """Issue 12's scenarios, one row per run: when the fault's steps happened and its figures."""
+    lines = [
+        "| scenario | config | promoted (s after fault) | +switch-master | old master demoted | "
+        "fault over | stale reads from the fault on | of them > 1 s after promotion | 5xx | "
+        "written users read once after the run: older than the DB | hit ratio during the fault | "
+        "same, users on healthy shards | breaker opened (log) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a in analyses:
+        f, m = a.ha, a.run.marks
+        if f is None or m is None:
+            continue
+
+        def since(t: float | None, m: Any = m) -> str:
+            return "-" if t is None else f"{t - m.fault_start:.1f}"
+
+        lost = "-" if f.lost is None else f"{f.lost} of {f.checked}"
+        hit = fmt(None if f.fault_hit_ratio is None else f.fault_hit_ratio * 100)
+        healthy = (
+            "-"
+            if f.healthy_hit_ratio is None
+            else f"{f.healthy_hit_ratio * 100:.1f}% of {f.healthy_served:,}"
+        )
+        lines.append(
+            f"| {a.run.scenario}: {a.run.title} | {a.run.config} | {since(m.promoted)} | "
+            f"{since(m.switched)} | {since(m.demoted)} | {since(m.recovered)} | {f.stale} | "
+            f"{f.stale_late} | {f.r5xx} | {lost} | {hit}% of {f.fault_served:,} | {healthy} | "
+            f"{a.breaker_opens} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "not run"
+
+
 def summary_lines(v: Verdict, prefix: str = "") -> list[str]:
     ha = [f"{prefix}{label}: {value}" for label, value in v.ha]
     if not v.classic:
@@ -317,8 +350,11 @@ load starts. An operation not sent within 1 s of its schedule (all threads stuck
 **Configurations:** *service* = the defaults (breaker threshold {info["threshold"]}, cool-down
 {info["cooldown"]:g} s, outbox sweep every {info["sweep"]:g} s for rows older than {info["grace"]:g} s,
 Redis socket/connect timeout {info["socket_timeout"]:g}/{info["connect_timeout"]:g} s, stale-if-error
-{info["stale_if_error"]} s). *naive* = {", ".join(f"{k}={v}" for k, v in NAIVE_ENV.items())}: django-redis'
-IGNORE_EXCEPTIONS with redis-py-like timeouts, no breaker, no replay.
+{info["stale_if_error"]} s). *naive* in scenarios a-c = {", ".join(f"{k}={v}" for k, v in NAIVE_ENV.items())}: django-redis'
+IGNORE_EXCEPTIONS with redis-py-like timeouts, no breaker, no replay. *naive* in scenarios d-g =
+the behaviour before issue 12: {", ".join(f"{k}={v}" for k, v in NAIVE_HA_ENV.items())} (no `WAIT`,
+no replay of the outbox window when the master changes; tests/support/naive_ha.py: one breaker for
+every Redis node, and a timeout counting as a failure at once, without the confirming PING).
 
 **Stale reads:** a 200 read that started after a write to that user returned (API writes: from
 the moment the response arrived; the per-provider versions were read back from Postgres under a
@@ -355,6 +391,25 @@ Warning and error lines in each run's gunicorn log (most frequent first, UUIDs a
 folded; LOG_LEVEL=warning):
 
 {chr(10).join(logs) or "none"}
+
+## Issue 12: failover, split brain, overload (scenarios d-g)
+
+Each run {o.ha_duration:g} s (e: {o.ha_duration + 5:g} s), the fault at {o.ha_fault_at:g} s; times
+below are seconds after the fault began. d: `SENTINEL FAILOVER` against a master, a replica and three
+sentinels (tests/support/topologies.py; down-after 1 s); {o.ha_write_pct:g}% of operations are API
+writes, so that some land between the promotion, `+switch-master` and the old master's demotion
+(it keeps accepting writes until Sentinel converts it, ~10-15 s). e: the master SIGSTOPped until the
+replica is promoted, resumed at once (before `+switch-master`): a master in its own eyes, taking writes from every
+connection still open to it, until demoted. f: one of a Cluster's 3 masters (3 replicas)
+SIGSTOPped until its replica serves its slots, resumed 1 s later; "healthy shards" = users whose
+hash slot lives on the other two masters, read between the pause and the promotion. g: {o.hogs}
+busy-looping processes next to the app for {o.ha_duration - 5 - o.ha_fault_at:g} s (2 per CPU: with
+the app's own work, ~3x what the CPUs can run), Redis healthy; hit ratio over the reads that
+started while they ran. In d-f, once the load is over (and grace + sweep + 1 s later), every user
+written to during the run is read once more through the app and compared with the database: an
+answer older than the rows is an invalidation lost for good (until the entry's TTL).
+
+{ha_table(analyses)}
 
 ## Targets
 

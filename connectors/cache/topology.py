@@ -166,7 +166,7 @@ def delete(
         # Confirmed by the sentinels; but a replica promoted a moment ago takes reads as soon
         # as they switch, without this DEL: it gets the DEL too.
         for other in _other_masters(r, address):
-            logger.warning("%s calls itself master too: sending it the invalidations", other)
+            logger.info("%s calls itself master too: sending it the invalidations", other)
             _delete_on(r, other, groups)
         return {}
     error = NotReplicated(f"{acked} of {replicas} replica(s) acknowledged the DEL on {address}")
