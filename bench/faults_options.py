@@ -90,7 +90,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     p.add_argument("--reset-share", type=float, default=0.25, help="share of API writes = reset")
     # Scenarios d-g: short runs (the failover itself takes seconds); in d and e writes dense
     # enough that some land right around the master change.
-    p.add_argument("--ha-duration", type=float, default=float(env("FAULTS_HA_DURATION", "25")))
+    p.add_argument("--ha-duration", type=float, default=float(env("FAULTS_HA_DURATION", "20")))
     p.add_argument("--ha-fault-at", type=float, default=float(env("FAULTS_HA_AT", "5")))
     p.add_argument("--ha-write-pct", type=float, default=float(env("FAULTS_HA_WRITE_PCT", "15")))
     p.add_argument(
