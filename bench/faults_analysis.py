@@ -20,7 +20,18 @@ QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 # Commands that leave a key in place ("SET" also from inside the service's Lua scripts, which
 # MONITOR lists as "lua") and commands that remove it. Anything else that names a status key
 # and is not a read is counted as unknown (reported; the analysis then fails loudly).
-KEY_READS = {"GET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "EVALSHA", "EVAL", "EVALSHA_RO"}
+KEY_READS = {
+    "GET",
+    "GETRANGE",
+    "EXISTS",
+    "TTL",
+    "PTTL",
+    "TYPE",
+    "STRLEN",
+    "EVALSHA",
+    "EVAL",
+    "EVALSHA_RO",
+}
 KEY_SETS = {"SET", "SETEX", "PSETEX", "SETNX", "GETSET"}
 KEY_DELETES = {"DEL", "UNLINK", "GETDEL"}
 

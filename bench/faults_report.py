@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,10 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
         and not a.run.keys.unknown
         for a in pg_runs
     )
+    unknown = sum((a.run.keys.unknown for a in pg_runs if a.run.keys is not None), Counter())
     keys_note = (
         "; MONITOR confirmed " + ", ".join(f"{ok:,}/{n:,}" for ok, n in key_checks) + " hits"
-    )
+    ) + (f"; commands it cannot place: {dict(unknown)}" if unknown else "")
     # Reads answered 503 outside the Postgres outage (writes cannot help failing during it).
     r503_pg_outside = sum(
         p.r503_cached + p.r503_uncached for a in pg_runs for p in a.phases if p.name != "during"

@@ -153,7 +153,7 @@ def test_a_replica_promoted_before_the_sentinels_switch_gets_the_del_too(
     alice, alice_id, make_connection, on_sentinel
 ):
     """Sentinel promotes a replica (REPLICAOF NO ONE) and names it master only a moment later
-    (+switch-master, 0.5 s after the promotion in `make faults`). A DEL in between reached the
+    (+switch-master, 0.9 s after the promotion in `make faults`). A DEL in between reached the
     old master only: WAIT fell short (its replica had left) and the sentinels, still naming the
     old master, confirmed it; the promoted node kept the entry and served it once they switched."""
     make_connection(alice_id, "github")
