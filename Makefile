@@ -103,8 +103,10 @@ bench: install
 	$(BIN)/python -m bench.run
 
 # Issue 6: Redis kill -9 / SIGSTOP and Postgres stop under load, service vs naive configuration,
-# against its own throwaway Postgres cluster and redis-server, ~8 minutes; writes
-# bench/results/faults-<date>-<commit>.md and faults-latest.md (bench/faults.py).
+# against its own throwaway Postgres cluster and redis-server; issue 12: Sentinel failover and
+# split brain, Cluster node failover, CPU overload, service vs the pre-HA behaviour; ~13 minutes
+# (FAULTS_SCENARIOS picks some); writes bench/results/faults-<date>-<commit>.md and
+# faults-latest.md (bench/faults.py).
 faults: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench.faults

@@ -21,3 +21,7 @@ class BenchConfig(AppConfig):
             from tests.support import naive
 
             naive.install()
+        if getattr(settings, "BENCH_HA_MODE", "service") == "naive":
+            from tests.support import naive_ha
+
+            naive_ha.install()

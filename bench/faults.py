@@ -1,7 +1,9 @@
 """`make faults` (`python -m bench.faults`): the status service under load while Redis or Postgres
-fail (a: redis kill -9, b: redis SIGSTOP/SIGCONT, c: postgres stop), each with the service's
-configuration and the naive one, after a DB-only baseline; every read is checked against the
-writes that returned before it. Exits 1 if a target fails for the service configuration.
+fail (a: redis kill -9, b: redis SIGSTOP/SIGCONT, c: postgres stop; issue 12's d: Sentinel
+failover, e: Sentinel split brain, f: Cluster node failover, g: CPU overload: bench/faults_ha.py),
+each with the service's configuration and the naive one, after a DB-only baseline; every read is
+checked against the writes that returned before it. Exits 1 if a target fails for the service
+configuration.
 
 How each run goes, the options and what it writes: bench/README.md.
 """
@@ -18,14 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.faults_analysis import Analysis, KeyTimeline, Run, analyse
-from bench.faults_options import NAIVE_ENV, Options, parse_options
+from bench import faults_ha
+from bench.faults_analysis import Analysis, KeyTimeline, Marks, Run, analyse
+from bench.faults_ha import sleep_until
+from bench.faults_options import HA_SCENARIOS, Options, naive_env, parse_options
 from bench.faults_report import Verdict, fmt, report, summary_lines, verdict
 from bench.harness import tools
 from bench.harness.cpu import CpuWatch
 from bench.harness.env import PY, app_env, make_log, make_secrets
 from bench.harness.postgres import create_database
 from bench.harness.procs import Harness, interrupt_on_termination
+from bench.loadgen import Load
 from tests.support.procs import PostgresCluster, postgres_bindir, sh
 
 log = make_log("faults")
@@ -50,18 +55,27 @@ class FaultsHarness(Harness):
     def psql(self, sql: str) -> str:
         return self.cluster.psql(sql, DB_NAME)
 
-    def app_env(self, *, config: str, redis: bool, prefix: str) -> dict[str, str]:
+    def app_env(
+        self,
+        *,
+        config: str,
+        redis: bool,
+        prefix: str,
+        scenario: str = "",
+        topology: dict[str, str] | None = None,
+    ) -> dict[str, str]:
         env = app_env(
             database_url=self.dsn,
             redis_url=self.redis.url if redis else None,
             prefix=prefix,
             secret_env=self.secrets,
         )
+        env.update(topology or {})  # a Sentinel set or a Cluster instead of the redis-server
         # The service-role token is exempt anyway; off also covers a throttle that changes.
         for rate in ("USER", "IP", "OAUTH_USER", "OAUTH_IP"):
             env[f"THROTTLE_{rate}_RATE"] = "off"
         if config == "naive":
-            env.update(NAIVE_ENV)
+            env.update(naive_env(scenario))
         return env
 
     def serve(self, env: dict[str, str], name: str) -> subprocess.Popen[Any]:
@@ -129,12 +143,6 @@ def setup(h: FaultsHarness) -> None:
     )
 
 
-def sleep_until(t: float) -> None:
-    delay = t - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-
-
 def inject(h: FaultsHarness, scenario: str, name: str, t0: float) -> tuple[float, float]:
     """The scenario's fault at t0 + fault_at, and its end; when each happened."""
     o = h.opts
@@ -167,11 +175,19 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
     o = h.opts
     name = f"{scenario}-{config}"
     redis = scenario != "baseline"
+    ha = scenario in HA_SCENARIOS
     seconds = o.baseline if scenario == "baseline" else o.duration
+    if ha:
+        # The split brain lasts until Sentinel demotes the old master, ~10 s after it is back.
+        seconds = o.ha_duration + (5 if scenario == "e" else 0)
     prefix = f"faults-{os.getpid()}-{name}"
     monitor: subprocess.Popen[Any] | None = None
     monitor_path, clock_offset = h.tmp / f"monitor-{name}.log", 0.0
-    if redis:
+    topology: faults_ha.Topology | None = None
+    if scenario in ("d", "e", "f"):
+        topology = faults_ha.Topology.start(scenario, h.tmp / f"redis-{name}")
+        h.on_cleanup(topology.stop)
+    elif redis:
         h.start_redis()
     if scenario == "c":
         # Redis stays up in scenario c: record every command it executes from before the
@@ -179,7 +195,13 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
         monitor, clock_offset = h.start_monitor(monitor_path)
     # Rows the naive config never replays must not leak into the next run.
     h.psql("TRUNCATE connectors_pendinginvalidation")
-    env = h.app_env(config=config, redis=redis, prefix=prefix)
+    env = h.app_env(
+        config=config,
+        redis=redis and topology is None,
+        prefix=prefix,
+        scenario=scenario,
+        topology=topology.env if topology else None,
+    )
     # Started before gunicorn so that both boot at once: the run budget is tight on 2 cores.
     warmers = h.start_warm_cache(h.info["users"], env) if redis else []
     app = h.serve(env, name)
@@ -199,7 +221,7 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
             "seconds": seconds,
             "threads": o.threads,
             "zipf_s": o.zipf_s,
-            "write_pct": o.write_pct,
+            "write_pct": o.ha_write_pct if scenario in ("d", "e") else o.write_pct,
             "reset_share": o.reset_share,
             "seed": 1000 + len(name),
         }
@@ -218,7 +240,15 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
         watch = CpuWatch(also_ours=h.cluster.postmaster_pid)
         watch.start()
         fault_start = recovered = None
-        if scenario != "baseline":
+        marks: Marks | None = None
+        if ha:
+            marks = faults_ha.inject(
+                scenario, topology, h.info["users"], t0, o, h.spawn, h.stop, log
+            )
+            fault_start, recovered = marks.fault_start, marks.recovered
+            for note in marks.notes:
+                log(f"  {name}: {note}")
+        elif scenario != "baseline":
             fault_start, recovered = inject(h, scenario, name, t0)
         loader.wait(timeout=seconds + 90)
         other_cpu = watch.stop()
@@ -226,9 +256,22 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
         if loader.returncode != 0:
             raise RuntimeError(f"load generator exited with {loader.returncode}")
         data = json.loads(out_path.read_text())
+        checked: list[int] = []
+        lost: list[int] | None = None
+        if topology is not None:
+            # Every write has had its invalidation, replay included, by now; then each user
+            # written to is read once more, as the next user to ask would see it.
+            time.sleep(float(h.info["grace"]) + float(h.info["sweep"]) + 1.0)
+            checked = sorted(
+                {w[0] for w in data["writes"] if w[4] == 200} | {x[0] for x in data["external"]}
+            )
+            lost = faults_ha.check_invalidations(Load(cfg), checked)
+            log(f"  {name}: {len(lost)} of {len(checked)} written users read older than the DB")
     finally:
         h.stop(app)
-        if redis:
+        if topology is not None:
+            topology.stop()
+        elif redis:
             h.redis.stop()
         if monitor is not None:
             h.stop(monitor)  # normally gone already: redis-cli exits with its server
@@ -255,6 +298,9 @@ def run_one(h: FaultsHarness, scenario: str, config: str) -> Run:
         warm_note,
         other_cpu,
         keys,
+        marks,
+        len(checked),
+        lost,
     )
 
 
@@ -289,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"run {scenario}/{config}")
             a = analyse(run_one(h, scenario, config), opts, h.info)
             analyses.append(a)
+            if a.ha is not None and a.ha.examples:
+                log(
+                    f"  stale reads (user, read start/end, last write, s after the fault): {a.ha.examples}"
+                )
             for p in a.phases:
                 log(
                     f"  {p.name}: {p.reads} reads, p99 {fmt(p.read_p99)} ms, non-2xx {p.non_2xx}, "

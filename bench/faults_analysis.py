@@ -20,7 +20,18 @@ QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 # Commands that leave a key in place ("SET" also from inside the service's Lua scripts, which
 # MONITOR lists as "lua") and commands that remove it. Anything else that names a status key
 # and is not a read is counted as unknown (reported; the analysis then fails loudly).
-KEY_READS = {"GET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "EVALSHA", "EVAL", "EVALSHA_RO"}
+KEY_READS = {
+    "GET",
+    "GETRANGE",
+    "EXISTS",
+    "TTL",
+    "PTTL",
+    "TYPE",
+    "STRLEN",
+    "EVALSHA",
+    "EVAL",
+    "EVALSHA_RO",
+}
 KEY_SETS = {"SET", "SETEX", "PSETEX", "SETNX", "GETSET"}
 KEY_DELETES = {"DEL", "UNLINK", "GETDEL"}
 
@@ -112,6 +123,20 @@ class KeyTimeline:
         return any(present for t, present in changes[i:] if t <= end)
 
 
+@dataclass
+class Marks:
+    """When the fault's steps happened (time.monotonic()), and what the analysis needs."""
+
+    fault_start: float = 0.0
+    recovered: float = 0.0
+    promoted: float | None = None  # the replica answers ROLE as a master
+    switched: float | None = None  # a sentinel names the new master (+switch-master)
+    resumed: float | None = None
+    demoted: float | None = None
+    healthy_users: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 # --- One run --------------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -127,6 +152,11 @@ class Run:
     other_cpu: float = 0.0
     # Scenario c: per user, when their status entry was in Redis (see KeyTimeline).
     keys: KeyTimeline | None = None
+    # Scenarios d-g: when the fault's steps happened; d-f: the users read once after the run
+    # (every user written to) and those whose answer was older than the database (lost).
+    marks: Marks | None = None
+    checked: int = 0
+    lost: list[int] | None = None
 
     @property
     def title(self) -> str:
@@ -190,6 +220,11 @@ class WriteIndex:
         i = bisect.bisect_left(times, t) - 1
         return self.versions[user][i] if i >= 0 else None
 
+    def last_time_before(self, user: int, t: float) -> float | None:
+        times = self.times.get(user, [])
+        i = bisect.bisect_left(times, t) - 1
+        return times[i] if i >= 0 else None
+
     def any_between(self, user: int, lo: float, hi: float) -> bool:
         times = self.times.get(user, [])
         i = bisect.bisect_right(times, lo)
@@ -198,6 +233,32 @@ class WriteIndex:
 
 def older(read: list[int], write: list[int] | None) -> bool:
     return write is not None and any(r < w for r, w in zip(read, write, strict=True))
+
+
+@dataclass
+class HaFigures:
+    """Issue 12's figures of one run of scenarios d-g."""
+
+    stale_late: int  # stale reads that started more than 1 s after the promotion (d, e)
+    r5xx: int  # responses with a 5xx status, reads and writes, the whole run
+    stale: int  # stale reads that started after the fault began
+    healthy_hits: int  # f: reads of users on the other masters during the failover
+    healthy_served: int
+    fault_hits: int  # reads during the fault (g: while the hogs ran)
+    fault_served: int
+    lost: int | None  # d-f: written users read older than the database after the run
+    checked: int
+    # The first stale reads after the fault: (user, start and end of the read relative to the
+    # fault, the last write to that user that returned before it, relative to the fault).
+    examples: list[tuple[int, float, float, float | None]] = field(default_factory=list)
+
+    @property
+    def healthy_hit_ratio(self) -> float | None:
+        return self.healthy_hits / self.healthy_served if self.healthy_served else None
+
+    @property
+    def fault_hit_ratio(self) -> float | None:
+        return self.fault_hits / self.fault_served if self.fault_served else None
 
 
 @dataclass
@@ -216,6 +277,7 @@ class Analysis:
     messages: Counter[str]
     # MONITOR self-check: (hits whose entry the key timeline shows present, all hits).
     key_check: tuple[int, int] | None = None
+    ha: HaFigures | None = None
 
 
 # Django's "<time> LEVEL logger message" and gunicorn's "[time] [pid] [LEVEL] message".
@@ -348,6 +410,7 @@ def analyse(run: Run, opts: Options, info: dict[str, Any]) -> Analysis:
         if m:
             messages[NUMBERS.sub("N", UUIDS.sub("<uuid>", m.group(1)))[:160]] += 1
     tb = text.find("Traceback")
+    ha = None if run.marks is None else ha_figures(run, reads, writes, api_index, ext_index)
     return Analysis(
         run=run,
         phases=phases,
@@ -360,4 +423,46 @@ def analyse(run: Run, opts: Options, info: dict[str, Any]) -> Analysis:
         repeat_hit_ratio=repeat_hits / repeat_n if repeat_n else None,
         messages=messages,
         key_check=key_check,
+        ha=ha,
     )
+
+
+def ha_figures(
+    run: Run, reads: list[Read], writes: list[Any], api_index: WriteIndex, ext_index: WriteIndex
+) -> HaFigures:
+    m = run.marks
+    assert m is not None
+
+    def stale(user: int, start: float, versions: list[int]) -> bool:
+        return older(versions, api_index.latest_before(user, start)) or older(
+            versions, ext_index.latest_before(user, start)
+        )
+
+    late = None if m.promoted is None else m.promoted + 1.0
+    healthy = set(m.healthy_users)
+    f = HaFigures(0, 0, 0, 0, 0, 0, 0, None if run.lost is None else len(run.lost), run.checked)
+    for user, start, _end, status, cached, _s, versions in reads:
+        f.r5xx += status >= 500
+        if status != 200 or versions is None:
+            continue
+        if start >= m.fault_start and stale(user, start, versions):
+            f.stale += 1
+            f.stale_late += late is not None and start >= late
+            if len(f.examples) < 5:
+                last = api_index.last_time_before(user, start)
+                f.examples.append(
+                    (
+                        user,
+                        start - m.fault_start,
+                        _end - m.fault_start,
+                        None if last is None else last - m.fault_start,
+                    )
+                )
+        if m.fault_start <= start < m.recovered:
+            f.fault_served += 1
+            f.fault_hits += cached == 1
+            if user in healthy:
+                f.healthy_served += 1
+                f.healthy_hits += cached == 1
+    f.r5xx += sum(1 for w in writes if w[4] >= 500)
+    return f

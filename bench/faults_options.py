@@ -11,13 +11,31 @@ SCENARIOS = {
     "a": "redis kill -9, restart empty",
     "b": "redis SIGSTOP / SIGCONT",
     "c": "postgres stop -m fast",
+    "d": "sentinel failover (SENTINEL FAILOVER)",
+    "e": "sentinel split brain (old master paused, promoted replica, old master back)",
+    "f": "cluster node failover (one of 3 masters paused)",
+    "g": "overload 3x (CPU hogs next to the app)",
 }
+# Scenarios a-c: django-redis' IGNORE_EXCEPTIONS with redis-py-like timeouts, no breaker, no replay.
 NAIVE_ENV = {
     "CACHE_BREAKER_THRESHOLD": "0",
     "CACHE_OUTBOX_SWEEP_SECONDS": "0",
     "REDIS_SOCKET_TIMEOUT": "5",
     "REDIS_CONNECT_TIMEOUT": "5",
 }
+# Scenarios d-g (issue 12): the pre-HA behaviour. No WAIT, no replay of the outbox window when
+# the master changes (settings), one breaker for every node and plain 25 ms timeouts opening it
+# (tests/support/naive_ha.py, through the bench app).
+NAIVE_HA_ENV = {
+    "REDIS_WAIT_REPLICAS": "0",
+    "CACHE_OUTBOX_RETENTION_SECONDS": "0",
+    "BENCH_HA_MODE": "naive",
+}
+HA_SCENARIOS = ("d", "e", "f", "g")
+
+
+def naive_env(scenario: str) -> dict[str, str]:
+    return NAIVE_HA_ENV if scenario in HA_SCENARIOS else NAIVE_ENV
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,10 @@ class Options:
     hit_target: float
     recovery_target_s: float
     p99_slack_ms: float
+    ha_duration: float
+    ha_fault_at: float
+    ha_write_pct: float
+    hogs: int
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -66,7 +88,18 @@ def parse_options(argv: list[str] | None = None) -> Options:
         help="percent of operations that are API writes (each also triggers one SQL re-activation)",
     )
     p.add_argument("--reset-share", type=float, default=0.25, help="share of API writes = reset")
-    p.add_argument("--scenarios", default=env("FAULTS_SCENARIOS", "a,b,c"))
+    # Scenarios d-g: short runs (the failover itself takes seconds); in d and e writes dense
+    # enough that some land right around the master change.
+    p.add_argument("--ha-duration", type=float, default=float(env("FAULTS_HA_DURATION", "20")))
+    p.add_argument("--ha-fault-at", type=float, default=float(env("FAULTS_HA_AT", "5")))
+    p.add_argument("--ha-write-pct", type=float, default=float(env("FAULTS_HA_WRITE_PCT", "15")))
+    p.add_argument(
+        "--hogs",
+        type=int,
+        default=int(env("FAULTS_HOGS", str(2 * (os.cpu_count() or 1)))),
+        help="scenario g: busy-looping processes next to the app (2 per CPU: ~3x the CPUs)",
+    )
+    p.add_argument("--scenarios", default=env("FAULTS_SCENARIOS", "a,b,c,d,e,f,g"))
     p.add_argument("--configs", default=env("FAULTS_CONFIGS", "service,naive"))
     p.add_argument("--hit-target", type=float, default=0.9)
     p.add_argument("--recovery-target-s", type=float, default=10.0)
@@ -75,9 +108,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     scenarios = tuple(s for s in a.scenarios.split(",") if s)
     configs = tuple(c for c in a.configs.split(",") if c)
     if not set(scenarios) <= set(SCENARIOS) or not set(configs) <= {"service", "naive"}:
-        p.error("scenarios are a,b,c; configs are service,naive")
+        p.error(f"scenarios are {','.join(SCENARIOS)}; configs are service,naive")
     if not 0 < a.fault_at < a.recover_at < a.duration or a.fault_at + a.pg_down >= a.duration:
         p.error("need 0 < fault-at < recover-at < duration and fault-at + pg-down < duration")
+    if not 0 < a.ha_fault_at < a.ha_duration - 10:
+        p.error("need 0 < ha-fault-at < ha-duration - 10 (a failover takes seconds)")
     return Options(
         duration=a.duration,
         fault_at=a.fault_at,
@@ -96,4 +131,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         hit_target=a.hit_target,
         recovery_target_s=a.recovery_target_s,
         p99_slack_ms=a.p99_slack_ms,
+        ha_duration=a.ha_duration,
+        ha_fault_at=a.ha_fault_at,
+        ha_write_pct=a.ha_write_pct,
+        hogs=a.hogs,
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.faults_analysis import Analysis, PhaseStats
-from bench.faults_options import NAIVE_ENV, Options
+from bench.faults_options import NAIVE_ENV, NAIVE_HA_ENV, Options
 from bench.harness import results
 
 
@@ -26,10 +27,75 @@ class Verdict:
     p99_delta: float
     seconds_to_target: float | None
     checks: list[tuple[str, str, bool]]
+    # Issue 12's summary lines (scenarios d-g): (label, value), in the order run.
+    ha: list[tuple[str, str]]
+    classic: bool  # whether any of scenarios a-c ran (their summary lines mean nothing else)
+
+
+# Issue 12's targets: a healthy shard keeps its hits while another fails over, and the app's own
+# CPU saturation costs neither hits nor a breaker opening.
+HEALTHY_HIT_TARGET = 0.95
+OVERLOAD_HIT_TARGET = 0.95
+
+
+def ha_checks(analyses: list[Analysis]) -> list[tuple[str, str, str, bool]]:
+    """(summary label, value, target, met) for each figure of scenarios d-g that ran."""
+    out: list[tuple[str, str, str, bool]] = []
+
+    def pct_line(x: float | None) -> str:
+        return "n/a" if x is None else f"{x * 100:.1f}%"
+
+    for a in analyses:
+        f, scenario = a.ha, a.run.scenario
+        if f is None:
+            continue
+        if scenario == "d":
+            out.append(
+                (
+                    "sentinel failover: stale reads later than 1 s after promotion",
+                    f"{f.stale_late}",
+                    "0",
+                    f.stale_late == 0,
+                )
+            )
+            out.append(("sentinel failover: 5xx", f"{f.r5xx}", "0", f.r5xx == 0))
+        elif scenario == "e":
+            lost = f.lost if f.lost is not None else -1
+            out.append(("sentinel split brain: lost invalidations", f"{lost}", "0", lost == 0))
+        elif scenario == "f":
+            out.append(("cluster node failover: stale reads", f"{f.stale}", "0", f.stale == 0))
+            ratio = f.healthy_hit_ratio
+            out.append(
+                (
+                    "cluster node failover: hit ratio on healthy nodes during failover",
+                    pct_line(ratio),
+                    f">= {HEALTHY_HIT_TARGET:.0%}",
+                    ratio is not None and ratio >= HEALTHY_HIT_TARGET,
+                )
+            )
+        elif scenario == "g":
+            ratio = f.fault_hit_ratio
+            out.append(
+                (
+                    "overload 3x: hit ratio",
+                    pct_line(ratio),
+                    f">= {OVERLOAD_HIT_TARGET:.0%}",
+                    ratio is not None and ratio >= OVERLOAD_HIT_TARGET,
+                )
+            )
+            out.append(
+                (
+                    "overload 3x: breaker openings",
+                    f"{a.breaker_opens}",
+                    "0",
+                    a.breaker_opens == 0,
+                )
+            )
+    return out
 
 
 def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) -> Verdict:
-    fault_runs = [a for a in analyses if a.run.scenario != "baseline"]
+    fault_runs = [a for a in analyses if a.run.scenario in ("a", "b", "c")]
 
     def phase(a: Analysis, name: str) -> PhaseStats:
         return next(p for p in a.phases if p.name == name)
@@ -49,9 +115,10 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
         and not a.run.keys.unknown
         for a in pg_runs
     )
+    unknown = sum((a.run.keys.unknown for a in pg_runs if a.run.keys is not None), Counter())
     keys_note = (
         "; MONITOR confirmed " + ", ".join(f"{ok:,}/{n:,}" for ok, n in key_checks) + " hits"
-    )
+    ) + (f"; commands it cannot place: {dict(unknown)}" if unknown else "")
     # Reads answered 503 outside the Postgres outage (writes cannot help failing during it).
     r503_pg_outside = sum(
         p.r503_cached + p.r503_uncached for a in pg_runs for p in a.phases if p.name != "during"
@@ -65,6 +132,7 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
     p99_delta = outage_p99 - base_p99
     times = [a.seconds_to_target for a in fault_runs]
     worst = None if any(t is None for t in times) or not times else max(t for t in times if t)
+    ha = ha_checks(analyses)
     checks = [
         ("0 responses with status 500", f"{r500}", r500 == 0),
         (
@@ -92,6 +160,9 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
             worst is not None and worst <= opts.recovery_target_s,
         ),
     ]
+    if not fault_runs:
+        checks = []
+    checks += [(f"{label}: {target}", value, ok) for label, value, target, ok in ha]
     return Verdict(
         r500,
         r503_redis,
@@ -102,6 +173,8 @@ def verdict(analyses: list[Analysis], baseline: Analysis | None, opts: Options) 
         p99_delta,
         worst,
         checks,
+        [(label, value) for label, value, _t, _ok in ha],
+        bool(fault_runs),
     )
 
 
@@ -154,7 +227,43 @@ def run_table(analyses: list[Analysis], opts: Options) -> str:
     return "\n".join(lines)
 
 
+def ha_table(analyses: list[Analysis]) -> str:
+    """Issue 12's scenarios, one row per run: when the fault's steps happened and its figures."""
+    lines = [
+        "| scenario | config | promoted (s after fault) | +switch-master | old master demoted | "
+        "fault over | stale reads from the fault on | of them > 1 s after promotion | 5xx | "
+        "written users read once after the run: older than the DB | hit ratio during the fault | "
+        "same, users on healthy shards | breaker opened (log) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a in analyses:
+        f, m = a.ha, a.run.marks
+        if f is None or m is None:
+            continue
+
+        def since(t: float | None, m: Any = m) -> str:
+            return "-" if t is None else f"{t - m.fault_start:.1f}"
+
+        lost = "-" if f.lost is None else f"{f.lost} of {f.checked}"
+        hit = fmt(None if f.fault_hit_ratio is None else f.fault_hit_ratio * 100)
+        healthy = (
+            "-"
+            if f.healthy_hit_ratio is None
+            else f"{f.healthy_hit_ratio * 100:.1f}% of {f.healthy_served:,}"
+        )
+        lines.append(
+            f"| {a.run.scenario}: {a.run.title} | {a.run.config} | {since(m.promoted)} | "
+            f"{since(m.switched)} | {since(m.demoted)} | {since(m.recovered)} | {f.stale} | "
+            f"{f.stale_late} | {f.r5xx} | {lost} | {hit}% of {f.fault_served:,} | {healthy} | "
+            f"{a.breaker_opens} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "not run"
+
+
 def summary_lines(v: Verdict, prefix: str = "") -> list[str]:
+    ha = [f"{prefix}{label}: {value}" for label, value in v.ha]
+    if not v.classic:
+        return ha
     return [
         f"{prefix}500s during faults: {v.r500}",
         f"{prefix}503s during redis-only outages: {v.r503_redis}",
@@ -162,6 +271,7 @@ def summary_lines(v: Verdict, prefix: str = "") -> list[str]:
         f"{prefix}outage p99 minus db-only p99 ms: {fmt(v.p99_delta)}",
         f"{prefix}seconds to hit ratio 90% after recovery: "
         + ("never" if v.seconds_to_target is None else f"{v.seconds_to_target:g}"),
+        *ha,
     ]
 
 
@@ -242,8 +352,11 @@ load starts. An operation not sent within 1 s of its schedule (all threads stuck
 **Configurations:** *service* = the defaults (breaker threshold {info["threshold"]}, cool-down
 {info["cooldown"]:g} s, outbox sweep every {info["sweep"]:g} s for rows older than {info["grace"]:g} s,
 Redis socket/connect timeout {info["socket_timeout"]:g}/{info["connect_timeout"]:g} s, stale-if-error
-{info["stale_if_error"]} s). *naive* = {", ".join(f"{k}={v}" for k, v in NAIVE_ENV.items())}: django-redis'
-IGNORE_EXCEPTIONS with redis-py-like timeouts, no breaker, no replay.
+{info["stale_if_error"]} s). *naive* in scenarios a-c = {", ".join(f"{k}={v}" for k, v in NAIVE_ENV.items())}: django-redis'
+IGNORE_EXCEPTIONS with redis-py-like timeouts, no breaker, no replay. *naive* in scenarios d-g =
+the behaviour before issue 12: {", ".join(f"{k}={v}" for k, v in NAIVE_HA_ENV.items())} (no `WAIT`,
+no replay of the outbox window when the master changes; tests/support/naive_ha.py: one breaker for
+every Redis node, and a timeout counting as a failure at once, without the confirming PING).
 
 **Stale reads:** a 200 read that started after a write to that user returned (API writes: from
 the moment the response arrived; the per-provider versions were read back from Postgres under a
@@ -280,6 +393,25 @@ Warning and error lines in each run's gunicorn log (most frequent first, UUIDs a
 folded; LOG_LEVEL=warning):
 
 {chr(10).join(logs) or "none"}
+
+## Issue 12: failover, split brain, overload (scenarios d-g)
+
+Each run {o.ha_duration:g} s (e: {o.ha_duration + 5:g} s), the fault at {o.ha_fault_at:g} s; times
+below are seconds after the fault began. d: `SENTINEL FAILOVER` against a master, a replica and three
+sentinels (tests/support/topologies.py; down-after 1 s); {o.ha_write_pct:g}% of operations are API
+writes, so that some land between the promotion, `+switch-master` and the old master's demotion
+(it keeps accepting writes until Sentinel converts it, ~10-15 s). e: the master SIGSTOPped until the
+replica is promoted, resumed at once (before `+switch-master`): a master in its own eyes, taking writes from every
+connection still open to it, until demoted. f: one of a Cluster's 3 masters (3 replicas)
+SIGSTOPped until its replica serves its slots, resumed 1 s later; "healthy shards" = users whose
+hash slot lives on the other two masters, read between the pause and the promotion. g: {o.hogs}
+busy-looping processes next to the app for {o.ha_duration - 5 - o.ha_fault_at:g} s (2 per CPU: with
+the app's own work, ~3x what the CPUs can run), Redis healthy; hit ratio over the reads that
+started while they ran. In d-f, once the load is over (and grace + sweep + 1 s later), every user
+written to during the run is read once more through the app and compared with the database: an
+answer older than the rows is an invalidation lost for good (until the entry's TTL).
+
+{ha_table(analyses)}
 
 ## Targets
 

@@ -9,6 +9,8 @@ demoted it (and its data is replaced by the new master's), no read may show the 
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def sentinel_set(tmp_path_factory):
-    topology = SentinelSet(tmp_path_factory.mktemp("sentinel"), replicas=1)
+    # DEBUG SLEEP keeps a master busy in one test (a loaded machine's scheduling, on demand).
+    topology = SentinelSet(
+        tmp_path_factory.mktemp("sentinel"),
+        replicas=1,
+        node_args=("--enable-debug-command", "local"),
+    )
     topology.start()
     yield topology
     topology.stop()
@@ -140,6 +147,71 @@ def test_a_del_taken_by_a_master_that_lost_its_role_still_reaches_the_new_master
     for _ in range(3):
         assert _github(alice, alice_id)["connected"] is False
     assert not _undelivered(alice_id)
+
+
+def test_a_replica_promoted_before_the_sentinels_switch_gets_the_del_too(
+    alice, alice_id, make_connection, on_sentinel
+):
+    """Sentinel promotes a replica (REPLICAOF NO ONE) and names it master only a moment later
+    (+switch-master, 0.9 s after the promotion in `make faults`). A DEL in between reached the
+    old master only: WAIT fell short (its replica had left) and the sentinels, still naming the
+    old master, confirmed it; the promoted node kept the entry and served it once they switched."""
+    make_connection(alice_id, "github")
+    key = _warm_everywhere(alice, alice_id, on_sentinel)
+    master = on_sentinel.master()
+    [replica] = on_sentinel.replicas()
+    replica.client().replicaof("NO", "ONE")  # what Sentinel sends first in a failover
+    try:
+        assert alice.delete(f"/api/connectors/github/{alice_id}").status_code == 200
+
+        assert not _holds_pre_write_entry(replica, key), "the promoted node kept the entry"
+        assert not _undelivered(alice_id)
+    finally:
+        replica.client().replicaof(*master.address)
+        wait_until(
+            lambda: replica.client().info("replication").get("master_link_status") == "up",
+            30,
+            "the replica following the master again",
+        )
+
+
+def test_a_wait_that_runs_its_full_timeout_on_a_busy_master_still_delivers(
+    alice, alice_id, make_connection, on_sentinel
+):
+    """WAIT answers only after its own timeout (half the socket timeout) when a replica lags;
+    its reply was read with the plain socket timeout, so a master busy for a little more than
+    the other half (a loaded machine) failed the invalidation and tripped the breaker."""
+    make_connection(alice_id, "github")
+    _warm_everywhere(alice, alice_id, on_sentinel)  # a DEL of nothing is not replicated
+    master = on_sentinel.master()
+    [replica] = on_sentinel.replicas()
+    slept: list[bool] = []
+    busy = threading.Thread(target=_busy_during_wait, args=(master, slept), daemon=True)
+    replica.pause()  # WAIT now waits its full 100 ms (the socket timeout here is 200 ms)
+    try:
+        busy.start()
+        delivered = cache.invalidate_platform_status_cache(alice_id)
+    finally:
+        replica.resume()
+        busy.join(5)
+
+    assert slept == [True], "the master was never kept busy during the WAIT"
+    assert delivered, "the invalidation failed while WAIT answered within its time"
+    assert cache.breaker_state() == "closed"
+
+
+def _busy_during_wait(master, slept: list[bool]) -> None:
+    """Once a client is blocked in WAIT on `master`, keep the server busy for 0.25 s, so WAIT
+    answers ~0.25 s after it started: later than the socket timeout (0.2 s), within it plus
+    WAIT's own (0.1 s)."""
+    client = master.client(timeout=5)
+    deadline = time.monotonic() + 5
+    while client.info("clients")["blocked_clients"] < 1:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.002)
+    client.execute_command("DEBUG", "SLEEP", "0.25")
+    slept.append(True)
 
 
 def test_the_environment_configures_sentinel_end_to_end(alice_id, make_connection, sentinel_set):

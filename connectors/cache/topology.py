@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.connection import Connection, SSLConnection
 from redis.crc import key_slot
 
 from connectors.cache.clients import REDIS_ERRORS, NotReplicated
@@ -67,7 +68,12 @@ def _send(
         commands: list[tuple[Any, ...]] = [("DEL", *group) for group in groups]
         commands.append(("WAIT", replicas, timeout_ms))
         conn.send_packed_command(conn.pack_commands(commands))
-        replies = [conn.read_response() for _ in commands]
+        replies = [conn.read_response() for _ in groups]
+        # WAIT holds its reply back up to its own timeout when a replica lags: that is on top
+        # of the time the socket timeout allows the server (read with the socket timeout alone,
+        # a busy machine's few ms more failed the invalidation and tripped the breaker).
+        wait_timeout = (conn.socket_timeout or 0) + timeout_ms / 1000
+        replies.append(conn.read_response(timeout=wait_timeout))
     except BaseException:
         conn.disconnect()  # replies may be left unread: the connection cannot be reused
         raise
@@ -82,6 +88,50 @@ def _sentinel_master(r: redis.Redis) -> Address | None:
     if manager is None:
         return None
     return tuple(manager.discover_master(pool.service_name))
+
+
+_role_clients: dict[tuple[Any, ...], redis.Redis] = {}
+
+
+def _role_client(pool: Any, address: Address) -> redis.Redis:
+    """A client of one node of a Sentinel set, with the pool's credentials, TLS and timeouts."""
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    kwargs.update(host=address[0], port=int(address[1]))
+    tls = issubclass(pool.connection_class, SSLConnection)
+    key = (tls, repr(sorted(kwargs.items())))
+    client = _role_clients.get(key)
+    if client is None:
+        node_pool = redis.ConnectionPool(
+            connection_class=SSLConnection if tls else Connection, **kwargs
+        )
+        client = _role_clients[key] = redis.Redis(connection_pool=node_pool)
+    return client
+
+
+def _other_masters(r: redis.Redis, address: Address) -> list[Address]:
+    """The nodes the sentinels list as replicas that call themselves masters: promoted, with
+    the sentinels not switched yet (they name the old master for up to a second or two after
+    the promotion), or an old master not yet demoted."""
+    pool: Any = r.connection_pool
+    found = []
+    for replica in pool.sentinel_manager.discover_slaves(pool.service_name):
+        if tuple(replica) == tuple(address):
+            continue
+        client = _role_client(pool, replica)
+        try:
+            role = client.execute_command("ROLE")[0]
+        except REDIS_ERRORS:
+            continue  # down: it serves no reads either, and cannot be promoted without Sentinel
+        if role in (b"master", "master"):
+            found.append(tuple(replica))
+    return found
+
+
+def _delete_on(r: redis.Redis, address: Address, groups: Sequence[Group]) -> None:
+    pipe = _role_client(r.connection_pool, address).pipeline(transaction=False)
+    for group in groups:
+        pipe.delete(*group)
+    pipe.execute()
 
 
 def delete(
@@ -115,7 +165,14 @@ def delete(
         acked, address = _send(r.connection_pool, groups, replicas, timeout_ms)
         if acked < replicas:
             master = _sentinel_master(r)
-    if acked >= replicas or (master is not None and master == address):
+    if acked >= replicas:
+        return {}
+    if master is not None and master == address:
+        # Confirmed by the sentinels; but a replica promoted a moment ago takes reads as soon
+        # as they switch, without this DEL: it gets the DEL too.
+        for other in _other_masters(r, address):
+            logger.info("%s calls itself master too: sending it the invalidations", other)
+            _delete_on(r, other, groups)
         return {}
     error = NotReplicated(f"{acked} of {replicas} replica(s) acknowledged the DEL on {address}")
     return dict.fromkeys(range(len(groups)), error)
