@@ -75,7 +75,15 @@ class CacheUnavailable(Exception):
 
 
 class CacheTimedOut(CacheUnavailable):
-    """Redis did not answer within the request timeout: the command may still have run."""
+    """Redis did not answer within the request timeout: the command may still have run.
+
+    `isolated`: the first timeout since Redis last answered on that shard (a busy moment more
+    likely than a dead server); False once they come in a row, or with no breaker to count them.
+    """
+
+    def __init__(self, message: str, *, isolated: bool = False) -> None:
+        super().__init__(message)
+        self.isolated = isolated
 
 
 class CacheKeyUnreadable(CacheUnavailable):

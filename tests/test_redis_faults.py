@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.db import connection
 
-from connectors import cache
+from connectors import cache, metrics
 from connectors.cache import State, outbox, recovery
 from connectors.models import PendingInvalidation
 from tests.support.clients import status_of, use_cache
@@ -412,3 +412,27 @@ def test_a_read_that_times_out_once_asks_redis_again_instead_of_the_database(
     # The retried ask took the lease and cached what it loaded: no second load.
     assert cache.read_platform_status(alice_id, load).cached is True
     assert loads == 1
+
+
+def test_timeouts_in_a_row_are_not_asked_twice(alice_id, own_redis):
+    """A stopped Redis: only the first timed-out read asks again; the next goes straight to the
+    database (asking twice would double what every request pays until the breaker opens)."""
+    document = {"user_id": alice_id, "platforms": {}}
+
+    def failed_redis_calls() -> float:
+        return metrics.REGISTRY.get_sample_value("connectors_redis_errors_total") or 0.0
+
+    # Earlier tests' hit/miss counts would be flushed to Redis in the background meanwhile.
+    cache.counters.flush()
+    own_redis.pause()
+    try:
+        asked = []
+        for _ in range(2):
+            before = failed_redis_calls()
+            assert cache.read_platform_status(alice_id, lambda: document).cached is False
+            asked.append(failed_redis_calls() - before)
+    finally:
+        own_redis.resume()
+    # Nothing else fails meanwhile: the statistics were flushed, and background work on the
+    # maintenance client (5 s timeouts) cannot time out within this test.
+    assert asked == [2, 1]

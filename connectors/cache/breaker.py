@@ -70,6 +70,11 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
+    @property
+    def consecutive_timeouts(self) -> int:
+        """Timeouts since the last success (a confirmation round in flight counts as many)."""
+        return max(self._timeouts, self.failure_threshold if self._confirming else 0)
+
     def is_open(self) -> bool:
         """Open and still cooling down. Lock-free, for the hot path: a racing state change only
         means one more or one fewer call reaches allow(), which decides under the lock."""

@@ -186,7 +186,8 @@ def call[T](
         if kind == "reply":
             raise CacheKeyUnreadable(f"Redis answered with an error: {e}") from e
         if kind == "slow":
-            raise CacheTimedOut(f"Redis is unavailable: {e}") from e
+            isolated = guarded and chosen.consecutive_timeouts <= 1
+            raise CacheTimedOut(f"Redis is unavailable: {e}", isolated=isolated) from e
         raise CacheUnavailable(f"Redis is unavailable: {e}") from e
     if guarded:
         chosen.record_success()
