@@ -35,6 +35,7 @@ from bench.run_measure import (
     cold_start,
     log,
     measure,
+    measure_one_connection,
     parse_bench_json,
 )
 from bench.run_report import report
@@ -182,18 +183,7 @@ def run(h: BenchHarness, started: float) -> int:
                 )
             )
     rows.append(
-        measure(
-            h,
-            "3c",
-            f"Redis, warm, 1 connection ({unloaded_s} s)",
-            cached,
-            path=STATUS,
-            mode="zipf",
-            warmup=WARMUP,
-            seconds=unloaded_s,
-            conns=1,
-            note="unloaded latency",
-        )
+        measure_one_connection(h, "3c", "Redis, warm", cached, path=STATUS, seconds=unloaded_s)
     )
     rows.append(
         measure(
@@ -237,20 +227,7 @@ def run(h: BenchHarness, started: float) -> int:
         ("6c", "Redis, warm, remote DB", remote_cached, STATUS),
         ("6d", "DB only, remote DB", remote_db, STATUS),
     ):
-        rows.append(
-            measure(
-                h,
-                key,
-                f"{label}, 1 connection ({unloaded_s} s)",
-                stack,
-                path=path,
-                mode="zipf",
-                warmup=WARMUP,
-                seconds=unloaded_s,
-                conns=1,
-                note="unloaded latency",
-            )
-        )
+        rows.append(measure_one_connection(h, key, label, stack, path=path, seconds=unloaded_s))
     rows.append(
         measure(
             h,

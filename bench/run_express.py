@@ -18,6 +18,7 @@ from bench.run_measure import (
     Stack,
     log,
     measure,
+    measure_one_connection,
 )
 
 # Users checked a second time, on the peer's Redis path (the Zipf head: most of the load).
@@ -94,17 +95,8 @@ def express_rows(h: BenchHarness, unloaded_s: int) -> list[Row]:
             mode="zipf",
             warmup=WARMUP,
         ),
-        measure(
-            h,
-            "E3c",
-            f"Express seed: Redis, warm, 1 connection ({unloaded_s} s)",
-            cached,
-            path=STATUS,
-            mode="zipf",
-            warmup=WARMUP,
-            seconds=unloaded_s,
-            conns=1,
-            note="unloaded latency",
+        measure_one_connection(
+            h, "E3c", "Express seed: Redis, warm", cached, path=STATUS, seconds=unloaded_s
         ),
         measure(
             h,

@@ -494,6 +494,24 @@ def measure(
     return row
 
 
+def measure_one_connection(
+    h: BenchHarness, key: str, label: str, stack: Stack, *, path: str, seconds: float
+) -> Row:
+    """Per-request latency over one keep-alive connection: what one dashboard load waits."""
+    return measure(
+        h,
+        key,
+        f"{label}, 1 connection ({seconds:g} s)",
+        stack,
+        path=path,
+        mode="zipf",
+        warmup=WARMUP,
+        seconds=seconds,
+        conns=1,
+        note="unloaded latency",
+    )
+
+
 def background_db_rate(h: BenchHarness, stack: Stack, seconds: float = 6.0) -> float:
     """DB transactions per second of an idle server after a burst of hits: background threads
     such as the outbox sweeper (CACHE_OUTBOX_SWEEP_SECONDS), not requests. The burst is

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from connectors import metrics
 from connectors.cache import eviction, invalidation, readthrough, store
@@ -21,6 +20,7 @@ from connectors.cache.keys import Slot
 from connectors.cache.readthrough import Loader, ttl_ms
 from connectors.cache.stats import counters
 from connectors.errors import CacheUnavailable
+from tests.support.swaps import Swaps
 
 
 def _invalidate_inside_the_transaction(slot: Slot, using: str | None, source: str) -> None:
@@ -46,24 +46,23 @@ def _plain_set_miss(slot: Slot, key: str, loader: Loader, started: float) -> Cac
     return result
 
 
-_SWAPS: list[tuple[Any, str, Any]] = [
-    (invalidation, "schedule", _invalidate_inside_the_transaction),
-    (invalidation, "is_dirty", _never_dirty),
-    (readthrough, "_should_refresh_early", _never_early),
-    (readthrough, "_miss", _plain_set_miss),
-]
-_originals = {(module.__name__, name): getattr(module, name) for module, name, _ in _SWAPS}
+_SWAPS = Swaps(
+    [
+        (invalidation, "schedule", _invalidate_inside_the_transaction),
+        (invalidation, "is_dirty", _never_dirty),
+        (readthrough, "_should_refresh_early", _never_early),
+        (readthrough, "_miss", _plain_set_miss),
+    ]
+)
 
 
 def install() -> None:
     """Naive from now on, for the whole process (a benchmark's naive app server)."""
-    for module, name, replacement in _SWAPS:
-        setattr(module, name, replacement)
+    _SWAPS.install()
 
 
 def uninstall() -> None:
-    for module, name, _ in _SWAPS:
-        setattr(module, name, _originals[(module.__name__, name)])
+    _SWAPS.uninstall()
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.cache import clients, store
 from connectors.cache.breaker import CircuitBreaker
+from tests.support.swaps import Swaps
 
 
 def _one_breaker(shard: int) -> CircuitBreaker:
@@ -30,19 +31,18 @@ def _timeouts_are_failures(error: BaseException) -> Any:
     return "down" if kind == "slow" else kind
 
 
-_SWAPS: list[tuple[Any, str, Any]] = [
-    (store, "breaker_for", _one_breaker),
-    (clients, "failure_kind", _timeouts_are_failures),
-]
-_originals = {(module.__name__, name): getattr(module, name) for module, name, _ in _SWAPS}
+_SWAPS = Swaps(
+    [
+        (store, "breaker_for", _one_breaker),
+        (clients, "failure_kind", _timeouts_are_failures),
+    ]
+)
 
 
 def install() -> None:
     """Pre-HA from now on, for the whole process (a benchmark's naive app server)."""
-    for module, name, replacement in _SWAPS:
-        setattr(module, name, replacement)
+    _SWAPS.install()
 
 
 def uninstall() -> None:
-    for module, name, _ in _SWAPS:
-        setattr(module, name, _originals[(module.__name__, name)])
+    _SWAPS.uninstall()
