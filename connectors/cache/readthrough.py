@@ -174,11 +174,12 @@ def _read_through(slot: Slot, loader: Loader, prefetched: Prefetched | None = No
         logger.debug("Reading %s from DB: %s", slot.describe(), e)
         return _load_after_redis_failed(slot, key, loader)
     if raw is not None:
-        checked = prefetched is not None and prefetched.checked and prefetched.key == key
-        entry = prefetched.entry if checked and prefetched else _decode(raw, slot, key)
+        # Decoded and drawn already by prefetched_hit(), which declined to serve it:
+        seen = prefetched if prefetched and prefetched.checked and prefetched.key == key else None
+        entry = seen.entry if seen else _decode(raw, slot, key)
         if entry is not None:
             if time.time() >= entry.expires_at or (
-                prefetched.refresh if checked and prefetched else _should_refresh_early(entry)
+                seen.refresh if seen else _should_refresh_early(entry)
             ):
                 refreshed = _refresh(slot, key, loader, entry, raw)
                 if refreshed is not None:
